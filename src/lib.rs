@@ -1,0 +1,213 @@
+//! Find unused network ports, and hand them out without collisions on a busy
+//! test host: a std-only Rust take on Google's Python
+//! [`portpicker`](https://pypi.org/project/portpicker/), wire-compatible with
+//! its client and its portserver in both directions.
+//!
+//! # Typical use
+//!
+//! ```no_run
+//! let port = portpick::pick_unused_port()?;
+//! // ... start the server under test on `port` ...
+//! portpick::return_port(port);
+//! # Ok::<(), portpick::NoFreePortError>(())
+//! ```
+//!
+//! A port from [`pick_unused_port`] is free on TCP and UDP, IPv6 and IPv4.
+//! It comes from, in order: a port given back with [`add_reserved_port`];
+//! the portserver named by `PORTSERVER_ADDRESS`; a local pick. A local pick
+//! is also claimed across processes by a lock file (see
+//! [Cross-process claims](#cross-process-claims)), so parallel test
+//! processes get distinct ports even without a portserver.
+//!
+//! # The race-free way: a bound socket
+//!
+//! A port number is only a promise: between the pick and your `bind`, any
+//! other program may take it. When your code can accept a socket instead of
+//! a number, take one that is already bound:
+//!
+//! ```no_run
+//! let listener = portpick::bind_unused_tcp()?;
+//! let port = listener.local_addr()?.port();
+//! // hand `listener` to the server under test; nobody can take `port`.
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # The portserver
+//!
+//! On a shared host, run one portserver (`cargo run --example portserver`)
+//! and set `PORTSERVER_ADDRESS=@unittest-portserver` for the test runners.
+//! It gives each process its own ports and takes them back when the process
+//! is gone. A test rig can embed it: see [`server::PortServer`].
+//!
+//! # Cross-process claims
+//!
+//! Without a portserver, each locally picked port is claimed by an
+//! exclusive lock on `PORTPICK_LOCK_DIR/PORT.lock` (default: a per-user
+//! directory under the system temp dir), held until the port is returned or
+//! the process exits. The kernel drops the lock when the process dies,
+//! however it dies. `PORTPICK_LOCK_DIR=` (empty) turns this off; a
+//! directory that cannot be written turns it off with one warning.
+//!
+//! # Plugging in a prober
+//!
+//! Every "is this port free?" question goes through the [`Prober`] trait;
+//! build a [`Picker`] on your own to check only TCP, one interface, or a fake.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+mod address;
+mod client;
+mod lock;
+mod picker;
+mod probe;
+pub mod protocol;
+mod rand;
+pub mod server;
+
+pub use address::{AddressError, PortServerAddress};
+pub use client::{
+    get_port_from_port_server_with_timeout, get_port_server_stats, PortServerError, DEFAULT_TIMEOUT,
+};
+pub use lock::LOCK_DIR_ENV;
+pub use picker::{NoFreePortError, Picker, PortGuard, Source, PORTSERVER_ADDRESS_ENV};
+pub use probe::{bind, Prober, Protocol, SocketProber};
+
+use std::io;
+use std::net::{TcpListener, UdpSocket};
+use std::sync::OnceLock;
+
+/// The process-wide picker behind the free functions.
+pub fn global() -> &'static Picker {
+    static GLOBAL: OnceLock<Picker> = OnceLock::new();
+    GLOBAL.get_or_init(Picker::new)
+}
+
+/// Picks a port free on TCP and UDP, for this process. See the
+/// [crate docs](crate) for where it comes from.
+///
+/// # Errors
+///
+/// [`NoFreePortError`] when every candidate was busy.
+pub fn pick_unused_port() -> Result<u16, NoFreePortError> {
+    global().pick_unused_port()
+}
+
+/// Python's `pick_unused_port(pid, portserver_address)`: `pid` is the
+/// process a portserver holds the port for (default: this one);
+/// `portserver_address` is asked before `PORTSERVER_ADDRESS`.
+///
+/// # Errors
+///
+/// [`NoFreePortError`] when every candidate was busy.
+pub fn pick_unused_port_for(
+    pid: Option<u32>,
+    portserver_address: Option<&str>,
+) -> Result<u16, NoFreePortError> {
+    global().pick_unused_port_for(pid, portserver_address)
+}
+
+/// Whether `port` is free for TCP and UDP, on IPv6 and IPv4 (where the
+/// host has them).
+///
+/// ```no_run
+/// let port = portpick::pick_unused_port()?;
+/// assert!(portpick::is_port_free(port));
+/// # Ok::<(), portpick::NoFreePortError>(())
+/// ```
+pub fn is_port_free(port: u16) -> bool {
+    SocketProber.is_port_free(port)
+}
+
+/// Gives a port back to this process's books. See [`Picker::return_port`].
+pub fn return_port(port: u16) -> bool {
+    global().return_port(port)
+}
+
+/// Adds a port obtained some other way: the next picks hand it out first.
+pub fn add_reserved_port(port: u16) {
+    global().add_reserved_port(port)
+}
+
+/// Asks the portserver at `address` (`@name` or a path) for a port for
+/// `pid` (default: this process).
+///
+/// # Errors
+///
+/// [`PortServerError`] when the server is unreachable, says no, stays
+/// silent past [`DEFAULT_TIMEOUT`], or answers something that is not a port.
+pub fn get_port_from_port_server(address: &str, pid: Option<u32>) -> Result<u16, PortServerError> {
+    global().get_port_from_port_server(address, pid)
+}
+
+/// Picks a port that is returned when the guard drops.
+///
+/// # Errors
+///
+/// [`NoFreePortError`] when every candidate was busy.
+pub fn pick_guard() -> Result<PortGuard<'static>, NoFreePortError> {
+    global().pick_guard()
+}
+
+/// A TCP listener on a port the kernel chose, on `[::]` (covering IPv4 on
+/// a dual-stack host) or `0.0.0.0`: no other program can take the port
+/// between the pick and your use of it.
+///
+/// # Errors
+///
+/// The bind failed on both families.
+pub fn bind_unused_tcp() -> io::Result<TcpListener> {
+    probe::hold_tcp(0)
+        .and_then(|(_, held)| held.into_primary())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                "no TCP port could be bound",
+            )
+        })
+}
+
+/// A UDP socket on a port the kernel chose, as [`bind_unused_tcp`].
+///
+/// # Errors
+///
+/// The bind failed on both families.
+pub fn bind_unused_udp() -> io::Result<UdpSocket> {
+    probe::hold_udp(0)
+        .and_then(|(_, held)| held.into_primary())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                "no UDP port could be bound",
+            )
+        })
+}
+
+#[doc(hidden)]
+pub mod __private {
+    //! For the `portpicker` tool and the benches; not a stable API.
+    pub use crate::probe::{hold_tcp, hold_udp, Held};
+
+    /// Takes the cross-process claim of a locally picked port, to hand it to
+    /// another process.
+    pub fn take_claim(port: u16) -> Option<std::fs::File> {
+        crate::global().take_claim(port)
+    }
+}
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Picker>();
+    check::<PortGuard<'static>>();
+    check::<SocketProber>();
+    check::<PortServerError>();
+    check::<NoFreePortError>();
+    check::<PortServerAddress>();
+    check::<server::ServerHandle>();
+    check::<server::Pool>();
+}

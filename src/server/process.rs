@@ -1,0 +1,156 @@
+//! Who is alive: the process table seam (pid -> start time) and its Linux
+//! `/proc` implementation, with the pure `/proc/PID/stat` parser.
+
+use std::fmt;
+
+/// Tells whether a process runs and when it started, so that a port held by
+/// pid P is reclaimed when that process is gone, even if P is reused.
+pub trait ProcessTable: Send + Sync {
+    /// The start time (any unit, monotonic per boot) of the running process
+    /// `pid`, or `None` when none runs. A zombie counts as gone: its
+    /// sockets are closed.
+    fn start_time(&self, pid: u32) -> Option<u64>;
+}
+
+impl<T: ProcessTable + ?Sized> ProcessTable for &T {
+    fn start_time(&self, pid: u32) -> Option<u64> {
+        (**self).start_time(pid)
+    }
+}
+
+impl<T: ProcessTable + ?Sized> ProcessTable for std::sync::Arc<T> {
+    fn start_time(&self, pid: u32) -> Option<u64> {
+        (**self).start_time(pid)
+    }
+}
+
+impl<T: ProcessTable + ?Sized> ProcessTable for Box<T> {
+    fn start_time(&self, pid: u32) -> Option<u64> {
+        (**self).start_time(pid)
+    }
+}
+
+/// The Linux process table: field 22 (`starttime`, clock ticks since boot)
+/// of `/proc/PID/stat`.
+#[derive(Debug, Clone, Default)]
+pub struct ProcFs {
+    _private: (),
+}
+
+impl ProcFs {
+    /// The table of the `/proc` this process sees.
+    pub fn new() -> Self {
+        ProcFs { _private: () }
+    }
+}
+
+impl ProcessTable for ProcFs {
+    fn start_time(&self, pid: u32) -> Option<u64> {
+        let mut path = [0u8; 32];
+        let path = proc_stat_path(pid, &mut path);
+        let buf = std::fs::read(path).ok()?;
+        let stat = parse_stat(&buf).ok()?;
+        stat.is_running().then_some(stat.start_time)
+    }
+}
+
+/// `/proc/<pid>/stat` without a heap allocation for the path.
+fn proc_stat_path(pid: u32, buf: &mut [u8; 32]) -> &str {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    // 6 + 10 + 5 bytes always fit in 32.
+    let _ = write!(cursor, "/proc/{pid}/stat");
+    let len = cursor.position() as usize;
+    std::str::from_utf8(&buf[..len]).unwrap_or("/proc/0/stat")
+}
+
+/// What we need from `/proc/PID/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// Field 3: `R`, `S`, `D`, `Z`, `T`, `X`, ...
+    pub state: u8,
+    /// Field 22: start time in clock ticks since boot.
+    pub start_time: u64,
+}
+
+impl ProcStat {
+    /// Whether the process still runs (zombies and dead ones do not).
+    pub fn is_running(&self) -> bool {
+        !matches!(self.state, b'Z' | b'X' | b'x')
+    }
+}
+
+/// Why a `/proc/PID/stat` line could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StatError {
+    /// No `)` closing the command name.
+    NoCommand,
+    /// Fewer fields than 22.
+    MissingField {
+        /// The 1-based field number that is missing.
+        field: usize,
+    },
+    /// The start time is not a number.
+    BadStartTime,
+}
+
+impl fmt::Display for StatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StatError::NoCommand => f.write_str("no closing parenthesis after the command name"),
+            StatError::MissingField { field } => write!(f, "field {field} is missing"),
+            StatError::BadStartTime => f.write_str("start time (field 22) is not a number"),
+        }
+    }
+}
+
+impl std::error::Error for StatError {}
+
+/// Parses the contents of `/proc/PID/stat`. The command name (field 2) may
+/// hold spaces and parentheses, so fields are counted from its *last* `)`.
+///
+/// ```
+/// use portpick::server::parse_stat;
+/// let line = b"42 (a) b) c) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
+/// let stat = parse_stat(line).unwrap();
+/// assert_eq!(stat.state, b'S');
+/// assert_eq!(stat.start_time, 98765);
+/// ```
+///
+/// # Errors
+///
+/// A [`StatError`] when the line is cut short or malformed; never panics.
+pub fn parse_stat(buf: &[u8]) -> Result<ProcStat, StatError> {
+    let close = buf
+        .iter()
+        .rposition(|&b| b == b')')
+        .ok_or(StatError::NoCommand)?;
+    let rest = &buf[close + 1..];
+    // Field 3 is the first after the command name.
+    let mut fields = rest.split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let state = fields.next().ok_or(StatError::MissingField { field: 3 })?;
+    let state = *state.first().ok_or(StatError::MissingField { field: 3 })?;
+    let start = fields
+        .nth(22 - 4)
+        .ok_or(StatError::MissingField { field: 22 })?;
+    let start = start.strip_suffix(b"\n").unwrap_or(start);
+    if start.is_empty() || start.len() > 20 || !start.iter().all(u8::is_ascii_digit) {
+        return Err(StatError::BadStartTime);
+    }
+    let start_time = start
+        .iter()
+        .try_fold(0u64, |v, &b| {
+            v.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        })
+        .ok_or(StatError::BadStartTime)?;
+    Ok(ProcStat { state, start_time })
+}
+
+/// This boot's identity (`/proc/sys/kernel/random/boot_id`), so a state file
+/// from an earlier boot is not mistaken for live owners.
+pub(crate) fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty() && !id.contains(char::is_whitespace)).then(|| id.to_string())
+}
