@@ -451,10 +451,10 @@ impl Shared {
                 Err(_) => return,
             },
         };
-        // A few bytes into a fresh socket's empty buffer: this cannot block
-        // for long, and the write timeout bounds it if it ever does.
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+        // The socket is non-blocking, and a reply (a port, or the stats: well
+        // under 1 KiB) fits in a fresh socket's empty send buffer, so this
+        // never waits. If a peer somehow makes it fail, it gets a short
+        // answer, which it reads as no port.
         let _ = stream.write_all(&reply);
     }
 
@@ -707,8 +707,16 @@ fn reclaim_loop(shared: &Shared) {
         .config
         .reclaim_interval
         .max(Duration::from_millis(10));
+    // A flood of "no port" answers wakes us each time; sweeping more often
+    // than this would only burn a core on /proc reads.
+    let min_gap = interval.min(Duration::from_millis(20));
     let mut last_stats = Instant::now();
+    let mut last_sweep = Instant::now();
     loop {
+        let since = last_sweep.elapsed();
+        if since < min_gap {
+            thread::sleep(min_gap - since);
+        }
         {
             let (lock, cvar) = &shared.reclaim;
             let mut dry = lock_or_recover(lock);
@@ -723,6 +731,7 @@ fn reclaim_loop(shared: &Shared) {
         if shared.stopping() {
             return;
         }
+        last_sweep = Instant::now();
         let owners = lock_or_recover(&shared.core).pool.owners();
         let dead: Vec<Owner> = owners
             .into_iter()
