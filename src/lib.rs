@@ -184,6 +184,10 @@ pub fn bind_unused_udp() -> io::Result<UdpSocket> {
 }
 
 #[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
+
+#[doc(hidden)]
 pub mod __private {
     //! For the `portpicker` tool and the benches; not a stable API.
     pub use crate::probe::{hold_tcp, hold_udp, Held};

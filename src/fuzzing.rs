@@ -1,0 +1,1 @@
+//! Entry points for the fuzz targets and the replay tests; not a stable API.
