@@ -205,10 +205,7 @@ fn no_port_cost_does_not_grow_with_the_pool() {
         pid: 2,
         start_time: 7,
     };
-    assert_eq!(
-        pool.allocate(owner, &busy, &procs),
-        Err(Denial::Exhausted)
-    );
+    assert_eq!(pool.allocate(owner, &busy, &procs), Err(Denial::Exhausted));
     let after = pool.stats();
     assert_eq!(after.checked_last, 0, "no free port to probe");
     assert!(

@@ -1,0 +1,358 @@
+//! The pure parsers: wire requests and replies, `/proc/PID/stat`, pool
+//! ranges, state files, addresses and the portserver's flags. Examples
+//! first, then properties over random input (none may panic).
+
+use portpick::protocol::{
+    format_reply, format_stats, is_complete, parse_reply, parse_request, parse_stats, Request,
+    RequestError, MAX_REQUEST_LEN,
+};
+use portpick::server::{
+    parse_args, parse_port_ranges, parse_stat, parse_state, ArgsError, Command, Level, RangeError,
+    StatError,
+};
+use portpick::PortServerAddress;
+use proptest::prelude::*;
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 1000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+#[test]
+fn requests_python_clients_send() {
+    assert_eq!(
+        parse_request(b"4242\n"),
+        Ok(Request::Allocate { pid: 4242 })
+    );
+    assert_eq!(parse_request(b"4242"), Ok(Request::Allocate { pid: 4242 }));
+    assert_eq!(
+        parse_request(b"4242\r\n"),
+        Ok(Request::Allocate { pid: 4242 })
+    );
+    assert_eq!(parse_request(b"stats\n"), Ok(Request::Stats));
+    // Denied later, not malformed: Python parses these as numbers too.
+    assert_eq!(parse_request(b"0\n"), Ok(Request::Allocate { pid: 0 }));
+    assert_eq!(parse_request(b"-7\n"), Ok(Request::Allocate { pid: -7 }));
+    assert_eq!(
+        parse_request(b"99999999999999999999"),
+        Ok(Request::Allocate { pid: i64::MAX })
+    );
+}
+
+#[test]
+fn malformed_requests_are_refused_with_a_reason() {
+    let bad: &[(&[u8], RequestError)] = &[
+        (b"", RequestError::Empty),
+        (b"\n", RequestError::Empty),
+        (b"12 34\n", RequestError::InvalidByte { byte: b' ', at: 2 }),
+        (b" 123\n", RequestError::InvalidByte { byte: b' ', at: 0 }),
+        (b"+123\n", RequestError::InvalidByte { byte: b'+', at: 0 }),
+        (b"0x1f\n", RequestError::InvalidByte { byte: b'x', at: 1 }),
+        (b"1_000\n", RequestError::InvalidByte { byte: b'_', at: 1 }),
+        (b"12\xff\n", RequestError::InvalidByte { byte: 0xff, at: 2 }),
+        (b"-\n", RequestError::InvalidByte { byte: b'-', at: 0 }),
+        (b"123\n456\n", RequestError::TrailingData),
+        (b"123456789012345678901", RequestError::TooLong { len: 21 }),
+        (b"stats", RequestError::InvalidByte { byte: b's', at: 0 }),
+    ];
+    for (input, want) in bad {
+        let got = parse_request(input);
+        if *input == b"stats" {
+            // Without its newline `stats` is still the stats word.
+            assert_eq!(got, Ok(Request::Stats));
+            continue;
+        }
+        assert_eq!(
+            got.as_ref(),
+            Err(want),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+        assert!(!want.to_string().is_empty());
+    }
+}
+
+#[test]
+fn completeness_follows_newline_or_size() {
+    assert!(!is_complete(b"12"));
+    assert!(is_complete(b"12\n"));
+    assert!(is_complete(&[b'1'; MAX_REQUEST_LEN + 1]));
+    assert!(!is_complete(&[b'1'; MAX_REQUEST_LEN]));
+}
+
+#[test]
+fn replies() {
+    assert_eq!(format_reply(15000), b"15000\n");
+    assert_eq!(parse_reply(b"15000\n"), Ok(Some(15000)));
+    assert_eq!(parse_reply(b" 15000 \n"), Ok(Some(15000)));
+    assert_eq!(parse_reply(b""), Ok(None));
+    assert_eq!(parse_reply(b"0\n"), Ok(None));
+    assert!(parse_reply(b"65536\n").is_err());
+    assert!(parse_reply(b"123456\n").is_err());
+    assert!(parse_reply(b"nope\n").is_err());
+    assert!(parse_reply(b"\n").is_err());
+    let stats = format_stats([("a", 1), ("b-c", 22)]);
+    assert_eq!(stats, b"a 1\nb-c 22\n");
+    assert_eq!(
+        parse_stats(&stats),
+        Some(vec![("a".to_string(), 1), ("b-c".to_string(), 22)])
+    );
+    assert_eq!(parse_stats(b"a x\n"), None);
+}
+
+#[test]
+fn proc_stat_lines() {
+    let real = b"1234 (cat) R 1 1234 1234 34816 1234 4194304 95 0 0 0 0 0 0 0 20 0 1 0 5551212 5648384 189 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+    let s = parse_stat(real).unwrap();
+    assert_eq!((s.state, s.start_time), (b'R', 5551212));
+    assert!(s.is_running());
+    // A command name with spaces and parentheses, as a process may choose.
+    let odd = b"7 (x) (y z) Z 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42 0 0\n";
+    let s = parse_stat(odd).unwrap();
+    assert_eq!((s.state, s.start_time), (b'Z', 42));
+    assert!(!s.is_running(), "a zombie holds no socket");
+    assert_eq!(parse_stat(b"7 (x S 1"), Err(StatError::NoCommand));
+    assert_eq!(
+        parse_stat(b"7 (x) S 1 2 3"),
+        Err(StatError::MissingField { field: 22 })
+    );
+    assert_eq!(
+        parse_stat(b"7 (x)"),
+        Err(StatError::MissingField { field: 3 })
+    );
+    assert_eq!(
+        parse_stat(b"7 (x) S 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 4x2 0"),
+        Err(StatError::BadStartTime)
+    );
+    assert_eq!(
+        parse_stat(b"7 (x) S 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99999999999999999999 0"),
+        Err(StatError::BadStartTime)
+    );
+}
+
+#[test]
+fn our_own_proc_stat_parses() {
+    let buf = std::fs::read("/proc/self/stat").unwrap();
+    let s = parse_stat(&buf).unwrap();
+    assert!(s.is_running());
+    assert!(s.start_time > 0);
+}
+
+#[test]
+fn ranges_as_python() {
+    let (ports, skipped) = parse_port_ranges("15000-24999");
+    assert_eq!(ports.len(), 10000);
+    assert!(skipped.is_empty());
+    let (ports, skipped) = parse_port_ranges("5-3, 10 - 12 ,11-13,x,0-4,65535-65536,1-1");
+    assert_eq!(ports, vec![1, 10, 11, 12, 13]);
+    assert_eq!(
+        skipped,
+        vec![
+            RangeError::Unparsable {
+                piece: "x".to_string()
+            },
+            RangeError::OutOfBounds {
+                piece: "0-4".to_string()
+            },
+            RangeError::OutOfBounds {
+                piece: "65535-65536".to_string()
+            },
+        ]
+    );
+    assert!(skipped[0].to_string().contains("\"x\""));
+    let (ports, skipped) = parse_port_ranges("");
+    assert!(ports.is_empty());
+    assert_eq!(skipped.len(), 1);
+    let (ports, _) = parse_port_ranges("1-99999999999999999999999");
+    assert!(ports.is_empty());
+}
+
+#[test]
+fn state_files() {
+    let s = parse_state(b"portpick-state 1 boot=abc\n15000 42 777\n15001 43 778\n15000 44 779\n");
+    assert_eq!(s.boot_id.as_deref(), Some("abc"));
+    assert!(!s.bad_header);
+    assert_eq!(s.entries.len(), 3, "later lines win when loaded");
+    assert!(s.errors.is_empty());
+    let s = parse_state(b"garbage\n15000 42 777\n0 42 1\n15000 1 1\n15000 x 1\n\xff\xfe\n15001 42");
+    assert!(s.bad_header);
+    assert_eq!(s.entries.len(), 1);
+    let lines: Vec<usize> = s.errors.iter().map(|e| e.line).collect();
+    assert_eq!(lines, vec![1, 3, 4, 5, 6, 7]);
+    assert!(s.errors[0].to_string().starts_with("line 1:"));
+    let s = parse_state(b"");
+    assert!(!s.bad_header && s.entries.is_empty());
+}
+
+#[test]
+fn addresses() {
+    let a: PortServerAddress = "@unittest-portserver".parse().unwrap();
+    assert_eq!(
+        a,
+        PortServerAddress::Abstract(b"unittest-portserver".to_vec())
+    );
+    assert_eq!(a.to_string(), "@unittest-portserver");
+    let p: PortServerAddress = "/run/portserver.sock".parse().unwrap();
+    assert_eq!(p, PortServerAddress::Path("/run/portserver.sock".into()));
+    assert!("".parse::<PortServerAddress>().is_err());
+    assert!(""
+        .parse::<PortServerAddress>()
+        .unwrap_err()
+        .to_string()
+        .contains("empty"));
+    // Too long for sun_path: an error when used, not a panic.
+    let long: PortServerAddress = format!("@{}", "x".repeat(200)).parse().unwrap();
+    let err = long.to_socket_addr().unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    let long: PortServerAddress = format!("/{}", "x".repeat(200)).parse().unwrap();
+    assert!(long.to_socket_addr().is_err());
+}
+
+#[test]
+fn portserver_flags() {
+    let Ok(Command::Run { config, skipped }) = parse_args([
+        "--portserver_static_pool=20000-20009,x",
+        "--portserver_address",
+        "@a",
+        "--verbose",
+        "--portserver_max_ports_per_pid=7",
+        "--portserver_state_file",
+        "/tmp/s",
+    ]) else {
+        panic!("flags refused");
+    };
+    assert_eq!(config.ports, (20000..=20009).collect::<Vec<_>>());
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(config.address.to_string(), "@a");
+    assert_eq!(config.log_level, Level::Verbose);
+    assert_eq!(config.max_ports_per_pid, 7);
+    assert_eq!(
+        config.state_file.as_deref(),
+        Some(std::path::Path::new("/tmp/s"))
+    );
+
+    let Ok(Command::Run { config, .. }) =
+        parse_args(["--portserver_unix_socket_address=/x/y", "--debug"])
+    else {
+        panic!("alias refused");
+    };
+    assert_eq!(config.address.to_string(), "/x/y");
+    assert_eq!(config.ports.len(), 10000, "default pool 15000-24999");
+    assert_eq!(config.log_level, Level::Debug);
+
+    assert!(matches!(parse_args(["-h"]), Ok(Command::Help)));
+    assert!(matches!(parse_args(["--help"]), Ok(Command::Help)));
+    for (args, code) in [
+        (&["--bogus"][..], 2),
+        (&["--portserver_address"][..], 2),
+        (&["--portserver_max_ports_per_pid=lots"][..], 2),
+        (&["--verbose=1"][..], 2),
+        (&["--portserver_static_pool=0-0"][..], 1),
+        (&["--portserver_static_pool=a-b,9-1"][..], 1),
+    ] {
+        let err = parse_args(args.iter().copied()).unwrap_err();
+        assert_eq!(err.exit_code(), code, "{args:?}: {err}");
+    }
+    assert!(matches!(
+        parse_args(["--bogus"]),
+        Err(ArgsError::UnknownFlag { .. })
+    ));
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn any_request_bytes_parse_without_panic(data in proptest::collection::vec(any::<u8>(), 0..40)) {
+        match parse_request(&data) {
+            Ok(Request::Allocate { pid }) => {
+                prop_assert!(data.len() <= MAX_REQUEST_LEN);
+                // Only digits, an optional leading minus and a line end.
+                let text = std::str::from_utf8(&data).unwrap();
+                let line = text.trim_end_matches('\n').trim_end_matches('\r');
+                prop_assert!(line.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit()));
+                if pid >= 0 && line.len() < 19 {
+                    prop_assert_eq!(line.parse::<i64>().unwrap(), pid);
+                }
+            }
+            Ok(Request::Stats) => prop_assert!(data.starts_with(b"stats")),
+            Err(e) => { let _ = e.to_string(); }
+        }
+    }
+
+    #[test]
+    fn pids_round_trip(pid in 0i64..=i64::MAX, crlf in any::<bool>()) {
+        let mut line = pid.to_string().into_bytes();
+        line.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+        if line.len() <= MAX_REQUEST_LEN {
+            prop_assert_eq!(parse_request(&line), Ok(Request::Allocate { pid }));
+        } else {
+            prop_assert_eq!(parse_request(&line), Err(RequestError::TooLong { len: line.len() }));
+        }
+    }
+
+    #[test]
+    fn replies_round_trip(port in 1u16..) {
+        prop_assert_eq!(parse_reply(&format_reply(port)), Ok(Some(port)));
+    }
+
+    #[test]
+    fn any_reply_bytes_parse_without_panic(data in proptest::collection::vec(any::<u8>(), 0..40)) {
+        let _ = parse_reply(&data);
+        let _ = parse_stats(&data);
+    }
+
+    #[test]
+    fn any_stat_bytes_parse_without_panic(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = parse_stat(&data);
+    }
+
+    #[test]
+    fn stat_with_any_command_name(name in "[ -~]{0,15}", start in any::<u64>(), state in "[RSDZTtXI]") {
+        let line = format!("99 ({name}) {state} 1 99 99 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0\n");
+        let s = parse_stat(line.as_bytes()).unwrap();
+        prop_assert_eq!(s.start_time, start);
+        prop_assert_eq!(s.state, state.as_bytes()[0]);
+    }
+
+    #[test]
+    fn ranges_match_a_model(pieces in proptest::collection::vec((0u32..70000, 0u32..70000), 0..5)) {
+        let spec: Vec<String> = pieces.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+        let (ports, skipped) = parse_port_ranges(&spec.join(","));
+        let mut want = std::collections::BTreeSet::new();
+        let mut bad = 0;
+        for &(a, b) in &pieces {
+            if a < 1 || b > 65535 { bad += 1; continue; }
+            want.extend(a..=b);
+        }
+        let got: Vec<u32> = ports.iter().map(|&p| u32::from(p)).collect();
+        prop_assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+        prop_assert_eq!(skipped.len(), bad + usize::from(pieces.is_empty()));
+    }
+
+    #[test]
+    fn any_range_text_parses_without_panic(spec in "[0-9, \\-x]{0,40}") {
+        let (ports, _) = parse_port_ranges(&spec);
+        prop_assert!(ports.windows(2).all(|w| w[0] < w[1]));
+        prop_assert!(!ports.contains(&0));
+    }
+
+    #[test]
+    fn state_entries_round_trip(entries in proptest::collection::vec((1u16.., 2u32.., any::<u64>()), 0..20), junk in proptest::collection::vec(any::<u8>(), 0..30)) {
+        let mut file = b"portpick-state 1 boot=b\n".to_vec();
+        for (port, pid, start) in &entries {
+            file.extend_from_slice(format!("{port} {pid} {start}\n").as_bytes());
+        }
+        let clean = parse_state(&file);
+        prop_assert_eq!(clean.entries.len(), entries.len());
+        prop_assert!(clean.errors.is_empty());
+        // Junk appended (a torn write) never loses the good lines.
+        file.extend_from_slice(&junk);
+        let torn = parse_state(&file);
+        prop_assert!(torn.entries.len() >= entries.len());
+        prop_assert_eq!(&torn.entries[..entries.len()], &clean.entries[..]);
+    }
+}
