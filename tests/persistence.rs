@@ -1,0 +1,283 @@
+//! `--portserver_state_file`: reservations survive `kill -9` and restarts,
+//! gone owners are dropped, corrupt files are read as far as they go, and
+//! an unwritable path is an error at start.
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portpick::server::{Level, PortServer, ProcessTable, ServerConfig, ServerError};
+use support::*;
+
+fn state_arg(path: &std::path::Path) -> String {
+    format!("--portserver_state_file={}", path.display())
+}
+
+fn pool_arg(ports: &[u16]) -> String {
+    let ranges: Vec<String> = ports.iter().map(|p| format!("{p}-{p}")).collect();
+    format!("--portserver_static_pool={}", ranges.join(","))
+}
+
+/// The lines `PORT PID START` of a state file, header skipped.
+fn journal(path: &std::path::Path) -> Vec<(u16, u32, u64)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("portpick-state 1"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn start_time(pid: u32) -> u64 {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap();
+    portpick::server::parse_stat(&stat).unwrap().start_time
+}
+
+#[test]
+fn reservations_survive_kill_9() {
+    let dir = TempDir::new("state");
+    let state = dir.path().join("state");
+    let ports = kernel_ports(4);
+    let address = unique_address("persist");
+    let args = [pool_arg(&ports), state_arg(&state)];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let owner = sleeper();
+    let mut server = ServerProcess::start(&address, &args);
+    let a = ask(&address, owner.pid()).unwrap();
+    let b = ask(&address, owner.pid()).unwrap();
+    assert_ne!(a, b);
+    // On disk before the client had its answer.
+    let on_disk = journal(&state);
+    let st = start_time(owner.pid());
+    assert!(on_disk.contains(&(a, owner.pid(), st)), "{on_disk:?}");
+    assert!(on_disk.contains(&(b, owner.pid(), st)), "{on_disk:?}");
+
+    server.child.kill();
+    let server = ServerProcess::start(&address, &args);
+    assert!(
+        server.wait_for_log("restored 2 reservations"),
+        "{}",
+        server.log_text()
+    );
+    assert_eq!(stat(&address, "num-ports-held"), 2);
+    // Another process gets only the two other ports, never a or b.
+    let other = sleeper();
+    let got: BTreeSet<u16> = (0..2)
+        .map(|_| ask(&address, other.pid()).unwrap())
+        .collect();
+    assert!(!got.contains(&a) && !got.contains(&b), "{got:?} vs {a} {b}");
+    assert_eq!(ask(&address, other.pid()), None, "pool exhausted");
+    drop(server);
+}
+
+#[test]
+fn owners_gone_while_down_are_dropped() {
+    let dir = TempDir::new("state");
+    let state = dir.path().join("state");
+    let ports = kernel_ports(2);
+    let address = unique_address("persist");
+    let args = [pool_arg(&ports), state_arg(&state)];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let mut owner = sleeper();
+    let mut server = ServerProcess::start(&address, &args);
+    assert!(ask(&address, owner.pid()).is_some());
+    assert!(ask(&address, owner.pid()).is_some());
+    server.child.kill();
+    owner.kill();
+
+    let server = ServerProcess::start(&address, &args);
+    assert!(
+        server.wait_for_log("dropped 2 of gone owners"),
+        "{}",
+        server.log_text()
+    );
+    assert_eq!(stat(&address, "num-ports-held"), 0);
+    let next = sleeper();
+    assert!(ask(&address, next.pid()).is_some());
+    assert!(ask(&address, next.pid()).is_some());
+    // The rewritten journal holds only the live state.
+    assert_eq!(journal(&state).len(), 2);
+    assert!(journal(&state).iter().all(|e| e.1 == next.pid()));
+}
+
+#[test]
+fn a_missing_file_is_an_empty_state_and_is_created() {
+    let dir = TempDir::new("state");
+    let state = dir.path().join("new-state");
+    let ports = kernel_ports(1);
+    let address = unique_address("persist");
+    let args = [pool_arg(&ports), state_arg(&state)];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _server = ServerProcess::start(&address, &args);
+    assert!(state.exists());
+    assert!(journal(&state).is_empty());
+    assert_eq!(stat(&address, "num-ports-held"), 0);
+}
+
+#[test]
+fn a_corrupt_file_is_reported_and_what_can_be_read_is_kept() {
+    let dir = TempDir::new("state");
+    let state = dir.path().join("state");
+    let ports = kernel_ports(3);
+    let owner = sleeper();
+    let st = start_time(owner.pid());
+    // A good line among garbage, a line for a port outside the pool, and a
+    // torn last line (a crash mid-append).
+    let text = format!(
+        "portpick-state 1\nthis is not a line\n{} {} {st}\n\u{0}\u{1}\u{2}\n1 {} {st}\n{} {}",
+        ports[0],
+        owner.pid(),
+        owner.pid(),
+        ports[1],
+        owner.pid(),
+    );
+    std::fs::write(&state, text).unwrap();
+    let address = unique_address("persist");
+    let args = [pool_arg(&ports), state_arg(&state)];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = ServerProcess::start(&address, &args);
+    assert!(
+        server.wait_for_log("skipping line 2"),
+        "{}",
+        server.log_text()
+    );
+    assert!(
+        server.wait_for_log("restored 1 reservations"),
+        "{}",
+        server.log_text()
+    );
+    assert_eq!(stat(&address, "num-ports-held"), 1);
+    let other = sleeper();
+    let a = ask(&address, other.pid()).unwrap();
+    let b = ask(&address, other.pid()).unwrap();
+    assert!(a != ports[0] && b != ports[0]);
+    assert_eq!(ask(&address, other.pid()), None);
+
+    // Binary garbage with no header at all: still starts, empty.
+    std::fs::write(&state, [0xffu8, 0, 0x80, b'\n', 0x7f]).unwrap();
+    let address = unique_address("persist");
+    let server = ServerProcess::start(&address, &[&pool_arg(&ports), &state_arg(&state)]);
+    assert!(
+        server.wait_for_log("no valid header"),
+        "{}",
+        server.log_text()
+    );
+    assert_eq!(stat(&address, "num-ports-held"), 0);
+}
+
+#[test]
+fn an_unwritable_state_file_is_an_error_at_start() {
+    let dir = TempDir::new("state");
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    // A path below a regular file cannot be created, even by root.
+    let state = blocker.join("state");
+    let ports = kernel_ports(1);
+    let out = run_portserver(&[
+        &format!("--portserver_address={}", unique_address("persist")),
+        &pool_arg(&ports),
+        &state_arg(&state),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("state file") && err.contains("a-file"),
+        "{err}"
+    );
+
+    // Embedded: a typed error.
+    let config = ServerConfig::new(unique_address("persist").parse().unwrap())
+        .ports(ports)
+        .state_file(Some(state))
+        .log_level(Level::Error);
+    match PortServer::new(config).start() {
+        Err(ServerError::State(e)) => assert!(e.to_string().contains("a-file"), "{e}"),
+        other => panic!("expected a state error, got {other:?}"),
+    }
+}
+
+#[derive(Default, Clone)]
+struct Table(Arc<Mutex<HashMap<u32, u64>>>);
+
+impl ProcessTable for Table {
+    fn start_time(&self, pid: u32) -> Option<u64> {
+        self.0.lock().unwrap().get(&pid).copied()
+    }
+}
+
+/// Thousands of allocations by owners that come and go: the journal is
+/// compacted, stays small, and still holds exactly the live reservations.
+#[test]
+fn the_journal_is_compacted() {
+    let dir = TempDir::new("state");
+    let state = dir.path().join("state");
+    let table = Table::default();
+    let ports: Vec<u16> = (40000..40040).collect();
+    let config = ServerConfig::new(unique_address("compact").parse().unwrap())
+        .ports(ports.clone())
+        .state_file(Some(state.clone()))
+        .reclaim_interval(Duration::from_millis(5))
+        .log_level(Level::Error);
+    let address = config.address.to_string();
+    let server = PortServer::new(config)
+        .prober(AllFree)
+        .process_table(table.clone())
+        .start()
+        .unwrap();
+    let mut pid = 1000;
+    for round in 0..70 {
+        // 30 owners take one port each, then all but the last die.
+        for _ in 0..30 {
+            pid += 1;
+            table.0.lock().unwrap().insert(pid, round);
+            assert!(ask(&address, pid).is_some(), "round {round} pid {pid}");
+        }
+        let mut t = table.0.lock().unwrap();
+        let keep = pid;
+        t.retain(|&p, _| p == keep || p < 1001);
+        drop(t);
+        assert!(eventually(|| stat(&address, "num-ports-held") <= 1));
+    }
+    assert_eq!(stat(&address, "total-allocations"), 70 * 30);
+    let lines = journal(&state).len();
+    assert!(lines <= 1100, "journal not compacted: {lines} lines");
+    drop(server);
+
+    // The last owner alive is restored from the compacted journal.
+    let config = ServerConfig::new(unique_address("compact").parse().unwrap())
+        .ports(ports)
+        .state_file(Some(state.clone()))
+        .log_level(Level::Error);
+    let address = config.address.to_string();
+    let _server = PortServer::new(config)
+        .prober(AllFree)
+        .process_table(table.clone())
+        .start()
+        .unwrap();
+    assert_eq!(stat(&address, "num-ports-held"), 1);
+    assert_eq!(journal(&state).len(), 1);
+    assert_eq!(journal(&state)[0].1, pid);
+}
+
+struct AllFree;
+
+impl portpick::Prober for AllFree {
+    fn is_free(&self, _: u16, _: portpick::Protocol) -> bool {
+        true
+    }
+    fn kernel_port(&self, _: portpick::Protocol) -> Option<u16> {
+        None
+    }
+}
