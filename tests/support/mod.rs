@@ -227,9 +227,8 @@ impl ServerProcess {
     /// Starts `portserver` with `args` on `address` and waits for
     /// `Serving on`. Panics with the log when it exits or does not serve.
     pub fn start(address: &str, args: &[&str]) -> ServerProcess {
-        Self::try_start(address, args).unwrap_or_else(|log| {
-            panic!("portserver did not start serving; its log:\n{log}")
-        })
+        Self::try_start(address, args)
+            .unwrap_or_else(|log| panic!("portserver did not start serving; its log:\n{log}"))
     }
 
     /// As `start`, but gives the log back when the server does not serve.
