@@ -1,0 +1,412 @@
+//! The portserver, embedded on fresh abstract addresses and driven over real
+//! unix sockets by real (and, for pid reuse, fake) processes.
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, UdpSocket};
+use std::os::unix::net::UnixListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portpick::__fuzz::{FakeProber, FakeProcesses};
+use portpick::server::{Level, PortServer, ServerConfig, ServerError};
+use support::*;
+
+#[test]
+fn two_allocations_for_one_live_pid_are_distinct() {
+    let ports = kernel_ports(3);
+    let (address, _server) = embedded(&ports);
+    let owner = sleeper();
+    let a = ask(&address, owner.pid()).unwrap();
+    let b = ask(&address, owner.pid()).unwrap();
+    assert_ne!(a, b);
+    assert!(ports.contains(&a) && ports.contains(&b));
+    let s = stats(&address);
+    assert_eq!(s["total-allocations"], 2);
+    assert_eq!(s["num-ports-held"], 2);
+    assert_eq!(s["num-owners"], 1);
+}
+
+#[test]
+fn pids_that_cannot_own_a_port_are_denied() {
+    let ports = kernel_ports(2);
+    let (address, _server) = embedded(&ports);
+    let dead = dead_pid();
+    for request in [
+        format!("{dead}\n"),
+        "0\n".to_string(),
+        "1\n".to_string(),
+        "-5\n".to_string(),
+        "99999999\n".to_string(),
+        format!("{}\n", (1u64 << 22) + 1),
+    ] {
+        assert!(
+            raw_request(&address, request.as_bytes()).is_empty(),
+            "{request:?} got a port"
+        );
+    }
+    let s = stats(&address);
+    assert_eq!(s["denied-allocations"], 6);
+    assert_eq!(s["denied-pid"], 6);
+    assert_eq!(s["total-allocations"], 0);
+    assert_eq!(s["client-request-errors"], 0);
+    // Still serving.
+    let owner = sleeper();
+    assert!(ask(&address, owner.pid()).is_some());
+}
+
+#[test]
+fn malformed_requests_get_nothing_and_the_server_goes_on() {
+    let ports = kernel_ports(2);
+    let (address, _server) = embedded(&ports);
+    let owner = sleeper();
+    let pid = owner.pid();
+    let bad: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"\n".to_vec(),
+        b"abc\n".to_vec(),
+        format!("{} {}\n", pid / 10, pid % 10).into_bytes(),
+        format!(" {pid}\n").into_bytes(),
+        format!("+{pid}\n").into_bytes(),
+        b"0x1f\n".to_vec(),
+        b"1_000\n".to_vec(),
+        b"123456789012345678901234567890\n".to_vec(),
+        b"\xff\xfe\xfd\n".to_vec(),
+        format!("{pid}\n{pid}\n").into_bytes(),
+    ];
+    for request in &bad {
+        assert!(
+            raw_request(&address, request).is_empty(),
+            "{:?} got an answer",
+            String::from_utf8_lossy(request)
+        );
+    }
+    let s = stats(&address);
+    assert_eq!(s["client-request-errors"], bad.len() as u64);
+    assert_eq!(s["total-allocations"], 0);
+    assert!(ask(&address, pid).is_some(), "still serving");
+}
+
+#[test]
+fn a_port_in_use_outside_the_server_is_skipped() {
+    let ports = kernel_ports(3);
+    // One held on TCP (dual stack), one on UDP only.
+    let tcp = TcpListener::bind(("::", ports[0])).unwrap();
+    let udp = UdpSocket::bind(("0.0.0.0", ports[1])).unwrap();
+    let (address, _server) = embedded(&ports);
+    let owner = sleeper();
+    assert_eq!(ask(&address, owner.pid()), Some(ports[2]));
+    assert_eq!(ask(&address, owner.pid()), None);
+    let s = stats(&address);
+    assert!(s["ports-busy-skipped"] >= 2, "{s:?}");
+    assert_eq!(s["denied-exhausted"], 1);
+    drop((tcp, udp));
+    // Once released they are handed out.
+    let got: BTreeSet<u16> = (0..2)
+        .map(|_| ask(&address, owner.pid()).unwrap())
+        .collect();
+    assert_eq!(got, BTreeSet::from([ports[0], ports[1]]));
+}
+
+#[test]
+fn ports_of_a_dead_owner_come_back() {
+    let ports = kernel_ports(2);
+    let (address, _server) =
+        embedded_with(&ports, |c| c.reclaim_interval(Duration::from_millis(50)));
+    let mut first = sleeper();
+    let mine: BTreeSet<u16> = (0..2)
+        .map(|_| ask(&address, first.pid()).unwrap())
+        .collect();
+    let second = sleeper();
+    assert_eq!(ask(&address, second.pid()), None, "pool exhausted");
+    first.kill();
+    let mut got = BTreeSet::new();
+    assert!(eventually(|| {
+        if let Some(p) = ask(&address, second.pid()) {
+            got.insert(p);
+        }
+        got.len() == 2
+    }));
+    assert_eq!(got, mine);
+    assert_eq!(stat(&address, "ports-reclaimed"), 2);
+}
+
+#[test]
+fn a_reused_pid_is_a_new_owner() {
+    let procs = Arc::new(FakeProcesses::default());
+    let ports = [41000, 41001];
+    let config = ServerConfig::new(unique_address("reuse").parse().unwrap())
+        .ports(ports)
+        .log_level(Level::Error)
+        // No background sweep: the request path alone must notice.
+        .reclaim_interval(Duration::from_secs(3600));
+    let address = config.address.to_string();
+    let _server = PortServer::new(config)
+        .prober(FakeProber::default())
+        .process_table(Arc::clone(&procs))
+        .start()
+        .unwrap();
+    procs.start(4242, 100);
+    let a = ask(&address, 4242).unwrap();
+    let b = ask(&address, 4242).unwrap();
+    assert_eq!(ask(&address, 4242), None);
+    // Pid 4242 exits and a new process gets the same pid.
+    procs.start(4242, 200);
+    let got: BTreeSet<u16> = (0..2).map(|_| ask(&address, 4242).unwrap()).collect();
+    assert_eq!(got, BTreeSet::from([a, b]));
+    let s = stats(&address);
+    assert_eq!(s["ports-reclaimed"], 2);
+    assert_eq!(s["num-owners"], 1);
+}
+
+#[test]
+fn an_exhausted_pool_says_nothing_at_once() {
+    let procs = Arc::new(FakeProcesses::default());
+    let config = ServerConfig::new(unique_address("full").parse().unwrap())
+        .ports(30000..40000)
+        .max_ports_per_pid(0)
+        .log_level(Level::Error);
+    let address = config.address.to_string();
+    let _server = PortServer::new(config)
+        .prober(FakeProber::default())
+        .process_table(Arc::clone(&procs))
+        .start()
+        .unwrap();
+    for pid in 2..12 {
+        procs.start(pid, 1);
+    }
+    for i in 0..10000u32 {
+        assert!(ask(&address, 2 + i % 10).is_some());
+    }
+    let start = Instant::now();
+    assert_eq!(ask(&address, 5), None);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let s = stats(&address);
+    assert_eq!(s["num-ports-held"], 10000);
+    assert_eq!(s["denied-exhausted"], 1);
+    assert!(s["num-ports-checked-for-last-request"] == 0);
+}
+
+#[test]
+fn the_stats_request() {
+    let ports = kernel_ports(3);
+    let (address, _server) = embedded(&ports);
+    let owner = sleeper();
+    ask(&address, owner.pid()).unwrap();
+    raw_request(&address, b"junk\n");
+    raw_request(&address, b"0\n");
+    let reply = raw_request(&address, b"stats\n");
+    let text = String::from_utf8(reply).unwrap();
+    let names: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(
+        &names[..5],
+        [
+            "client-request-errors",
+            "denied-allocations",
+            "num-ports-managed",
+            "num-ports-checked-for-last-request",
+            "total-allocations"
+        ]
+    );
+    let s = stats(&address);
+    assert_eq!(s["client-request-errors"], 1);
+    assert_eq!(s["denied-allocations"], 1);
+    assert_eq!(s["num-ports-managed"], 3);
+    assert_eq!(s["total-allocations"], 1);
+    assert_eq!(
+        s["num-ports-free"] + s["num-ports-held"],
+        s["num-ports-managed"]
+    );
+    assert_eq!(
+        s["denied-allocations"],
+        s["denied-pid"] + s["denied-quota"] + s["denied-exhausted"] + s["denied-state-file"]
+    );
+    assert!(s["stats-requests"] >= 2);
+}
+
+#[test]
+fn split_writes_and_half_closed_requests_work() {
+    let ports = kernel_ports(2);
+    let (address, _server) = embedded(&ports);
+    let owner = sleeper();
+    let pid = owner.pid().to_string();
+    let (head, tail) = pid.split_at(1);
+
+    let mut s = connect(&address).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(format!("{tail}\n").as_bytes()).unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(ports.contains(&reply.trim().parse().unwrap()));
+
+    // No newline: the end of the client's writing ends the request.
+    let mut s = connect(&address).unwrap();
+    s.write_all(pid.as_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(ports.contains(&reply.trim().parse().unwrap()));
+}
+
+#[test]
+fn a_silent_client_times_out_without_holding_others() {
+    let ports = kernel_ports(1);
+    let (address, _server) =
+        embedded_with(&ports, |c| c.request_timeout(Duration::from_millis(200)));
+    let mut silent = connect(&address).unwrap();
+    let owner = sleeper();
+    assert!(ask(&address, owner.pid()).is_some());
+    // The silent one is closed by the server with no answer.
+    let mut buf = Vec::new();
+    silent.read_to_end(&mut buf).unwrap();
+    assert!(buf.is_empty());
+    assert!(eventually(|| stat(&address, "connections-timed-out") == 1));
+}
+
+#[test]
+fn stop_is_prompt_and_frees_the_address() {
+    let ports = kernel_ports(1);
+    let (address, server) = embedded(&ports);
+    // Idle clients connected, one half-way through a request.
+    let idle: Vec<_> = (0..5).map(|_| connect(&address).unwrap()).collect();
+    let mut partial = connect(&address).unwrap();
+    partial.write_all(b"12").unwrap();
+    let start = Instant::now();
+    server.stop();
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "stop took {:?}",
+        start.elapsed()
+    );
+    assert!(connect(&address).is_err(), "nobody listens after stop");
+    drop(idle);
+    // The same address can serve again.
+    let config = ServerConfig::new(address.parse().unwrap())
+        .ports(ports)
+        .log_level(Level::Error);
+    let again = PortServer::new(config).start().unwrap();
+    let owner = sleeper();
+    assert!(ask(&address, owner.pid()).is_some());
+    drop(again);
+}
+
+#[test]
+fn path_sockets_stale_taken_and_not_sockets() {
+    let dir = TempDir::new("path");
+    let path = dir.path().join("ps.sock");
+    // A socket file left by a killed server: nobody accepts on it.
+    drop(UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let ports = kernel_ports(2);
+    let config = || {
+        ServerConfig::new(path.to_str().unwrap().parse().unwrap())
+            .ports(ports.clone())
+            .log_level(Level::Error)
+    };
+    let server = PortServer::new(config()).start().unwrap();
+    let owner = sleeper();
+    assert!(ask(path.to_str().unwrap(), owner.pid()).is_some());
+
+    // A live server there is not replaced.
+    match PortServer::new(config()).start() {
+        Err(e @ ServerError::AlreadyServing { .. }) => {
+            assert!(e.to_string().contains("already serving"), "{e}")
+        }
+        other => panic!("expected AlreadyServing, got {other:?}"),
+    }
+    assert!(
+        ask(path.to_str().unwrap(), owner.pid()).is_some(),
+        "first still serves"
+    );
+    server.stop();
+    assert!(!path.exists(), "stop removes its socket file");
+
+    // A regular file is never removed.
+    std::fs::write(&path, "precious").unwrap();
+    match PortServer::new(config()).start() {
+        Err(ServerError::NotASocket { .. }) => {}
+        other => panic!("expected NotASocket, got {other:?}"),
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+}
+
+#[test]
+fn an_abstract_name_in_use_is_already_serving() {
+    let ports = kernel_ports(1);
+    let (address, _server) = embedded(&ports);
+    let config = ServerConfig::new(address.parse().unwrap())
+        .ports(ports)
+        .log_level(Level::Error);
+    assert!(matches!(
+        PortServer::new(config).start(),
+        Err(ServerError::AlreadyServing { .. })
+    ));
+}
+
+#[test]
+fn the_quota_stops_one_pid_taking_the_pool() {
+    let ports = kernel_ports(6);
+    let (address, _server) = embedded_with(&ports, |c| c.max_ports_per_pid(3));
+    let greedy = sleeper();
+    for _ in 0..3 {
+        assert!(ask(&address, greedy.pid()).is_some());
+    }
+    assert_eq!(ask(&address, greedy.pid()), None);
+    assert_eq!(ask(&address, greedy.pid()), None);
+    let other = sleeper();
+    assert!(ask(&address, other.pid()).is_some(), "others still served");
+    let s = stats(&address);
+    assert_eq!(s["denied-quota"], 2);
+    assert_eq!(s["total-allocations"], 4);
+}
+
+#[test]
+fn an_empty_pool_does_not_start() {
+    let config = ServerConfig::new(unique_address("empty").parse().unwrap())
+        .ports([])
+        .log_level(Level::Error);
+    assert!(matches!(
+        PortServer::new(config).start(),
+        Err(ServerError::EmptyPool)
+    ));
+}
+
+#[test]
+fn parallel_clients_never_share_a_port() {
+    let procs = Arc::new(FakeProcesses::default());
+    let config = ServerConfig::new(unique_address("par").parse().unwrap())
+        .ports(42000..42400)
+        .log_level(Level::Error);
+    let address = config.address.to_string();
+    let _server = PortServer::new(config)
+        .prober(FakeProber::default())
+        .process_table(Arc::clone(&procs))
+        .start()
+        .unwrap();
+    for pid in 100..108 {
+        procs.start(pid, 1);
+    }
+    let got: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8u32)
+            .map(|t| {
+                let address = &address;
+                s.spawn(move || {
+                    (0..50)
+                        .map(|_| ask(address, 100 + t).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let distinct: BTreeSet<u16> = got.iter().copied().collect();
+    assert_eq!(distinct.len(), 400);
+    assert_eq!(stat(&address, "total-allocations"), 400);
+}
