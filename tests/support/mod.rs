@@ -235,8 +235,18 @@ impl ServerProcess {
     pub fn try_start(address: &str, args: &[&str]) -> Result<ServerProcess, String> {
         let mut cmd = Command::new(example_path("portserver"));
         cmd.arg(format!("--portserver_address={address}"))
-            .args(args)
-            .stdin(Stdio::null())
+            .args(args);
+        Self::try_start_command(cmd, address)
+    }
+
+    /// Starts a prepared portserver command that listens on `address`.
+    pub fn start_command(cmd: Command, address: &str) -> ServerProcess {
+        Self::try_start_command(cmd, address)
+            .unwrap_or_else(|log| panic!("portserver did not start serving; its log:\n{log}"))
+    }
+
+    fn try_start_command(mut cmd: Command, address: &str) -> Result<ServerProcess, String> {
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = Reaper(cmd.spawn().unwrap());

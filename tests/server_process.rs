@@ -1,0 +1,97 @@
+//! The example portserver as users run it: flags, exit codes, logs, and the
+//! `portpicker` tool talking to it.
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::process::Command;
+
+use support::*;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn help_and_bad_flags() {
+    let out = run_portserver(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("--portserver_static_pool"));
+
+    let out = run_portserver(&["--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--no-such-flag") && err.contains("usage:"),
+        "{err}"
+    );
+
+    let out = run_portserver(&["--portserver_address"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = run_portserver(&["--portserver_static_pool=0-0,70000-70001,x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("no ports"), "{err}");
+}
+
+#[test]
+fn serves_with_either_flag_form_and_logs_allocations() {
+    let ports = kernel_ports(2);
+    let address = unique_address("flags");
+    // `--flag value` form, the Python alias, a bad range among good ones.
+    let pool = format!("{0}-{0},{1}-{1},oops,0-3", ports[0], ports[1]);
+    let mut cmd = Command::new(example_path("portserver"));
+    cmd.args([
+        "--portserver_unix_socket_address",
+        &address,
+        "--portserver_static_pool",
+        &pool,
+        "--verbose",
+    ]);
+    let server = ServerProcess::start_command(cmd, &address);
+    assert!(server.wait_for_log(&format!("Serving on {address}")));
+    assert!(server.wait_for_log("ignoring unparsable port range \"oops\""));
+    assert!(server.wait_for_log("ignoring out of bounds port range \"0-3\""));
+    assert_eq!(stat(&address, "num-ports-managed"), 2);
+    let owner = sleeper();
+    let a = ask(&address, owner.pid()).unwrap();
+    let b = ask(&address, owner.pid()).unwrap();
+    assert_ne!(a, b);
+    assert!(server.wait_for_log(&format!("Allocated port {a} to pid {}", owner.pid())));
+    assert_eq!(ask(&address, 1), None);
+    assert!(server.wait_for_log("Denied a port to pid 1"));
+    // The log format is Python's: level letter, date, time, pid.
+    let line = server.log.lock().unwrap()[0].clone();
+    assert!(line.starts_with(['I', 'W', 'E']), "{line}");
+}
+
+#[test]
+fn the_portpicker_tool_uses_it_and_prints_its_stats() {
+    let ports = kernel_ports(2);
+    let address = unique_address("tool");
+    let pool = format!(
+        "--portserver_static_pool={0}-{0},{1}-{1}",
+        ports[0], ports[1]
+    );
+    let _server = ServerProcess::start(&address, &[&pool]);
+    let owner = sleeper();
+    let out = Command::new(env!("CARGO_BIN_EXE_portpicker"))
+        .arg(owner.pid().to_string())
+        .env("PORTSERVER_ADDRESS", &address)
+        .env("PORTPICK_LOCK_DIR", "")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let port: u16 = text(&out.stdout).trim().parse().unwrap();
+    assert!(ports.contains(&port));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_portpicker"))
+        .args(["--stats", &address])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stats = text(&out.stdout);
+    assert!(stats.contains("total-allocations 1"), "{stats}");
+    assert!(stats.starts_with("client-request-errors "), "{stats}");
+}
