@@ -196,7 +196,7 @@ pub fn embedded_with(
     let address = unique_address("srv");
     let config = ServerConfig::new(address.parse().unwrap())
         .ports(ports.iter().copied())
-        .log_level(Level::Warning);
+        .log_level(Level::Error);
     let server = PortServer::new(f(config)).start().unwrap();
     (address, server)
 }
