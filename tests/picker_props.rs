@@ -1,0 +1,145 @@
+//! Two pickers sharing a lock directory (as two processes would) under
+//! random pick / return / reserve / guard sequences: a locally picked port
+//! is never held by both, returns release the claim, reserved ports come
+//! first, and each picker's bookkeeping matches a model.
+
+mod support;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Mutex;
+
+use portpick::{Picker, Prober, Protocol, Source};
+use proptest::prelude::*;
+use support::TempDir;
+
+/// "The kernel" cycles through a few ports, so both pickers are offered
+/// the same ones again and again; every port probes free.
+struct Cycle(Mutex<VecDeque<u16>>);
+
+impl Cycle {
+    fn new() -> Cycle {
+        Cycle(Mutex::new((31000..31006).collect()))
+    }
+}
+
+impl Prober for Cycle {
+    fn is_free(&self, _: u16, _: Protocol) -> bool {
+        true
+    }
+    fn kernel_port(&self, _: Protocol) -> Option<u16> {
+        let mut q = self.0.lock().unwrap();
+        let p = q.pop_front()?;
+        q.push_back(p);
+        Some(p)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Pick(bool),
+    Return(bool, usize),
+    Reserve(u16),
+    Guard(bool),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        5 => any::<bool>().prop_map(Op::Pick),
+        3 => (any::<bool>(), 0..16usize).prop_map(|(w, i)| Op::Return(w, i)),
+        1 => (20000u16..20004).prop_map(Op::Reserve),
+        1 => any::<bool>().prop_map(Op::Guard),
+    ]
+}
+
+#[derive(Default)]
+struct Model {
+    /// Ports picked locally and not returned.
+    local: BTreeSet<u16>,
+    /// Reserved ports handed out and not returned.
+    owned: BTreeSet<u16>,
+    /// Reserved ports waiting.
+    reserved: BTreeSet<u16>,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn claims_follow_the_bookkeeping(ops in proptest::collection::vec(op(), 1..60)) {
+        let dir = TempDir::new("props");
+        let pickers = [
+            Picker::with_prober(Cycle::new()).lock_dir(Some(dir.path())).seed(1),
+            Picker::with_prober(Cycle::new()).lock_dir(Some(dir.path())).seed(2),
+        ];
+        let mut models = [Model::default(), Model::default()];
+        for op in ops {
+            match op {
+                Op::Pick(w) | Op::Guard(w) => {
+                    let i = usize::from(w);
+                    let (port, source) = pickers[i].pick_with_source(None, None).unwrap();
+                    let m = &mut models[i];
+                    match source {
+                        Source::Reserved => {
+                            // The lowest reserved port comes first.
+                            prop_assert_eq!(m.reserved.pop_first(), Some(port));
+                            m.owned.insert(port);
+                        }
+                        Source::Local => {
+                            prop_assert!(m.local.insert(port), "picked {} twice", port);
+                            let other = &models[1 - i];
+                            prop_assert!(!other.local.contains(&port),
+                                "port {} held by both pickers", port);
+                        }
+                        Source::PortServer => prop_assert!(false, "no portserver here"),
+                    }
+                    if matches!(op, Op::Guard(_)) {
+                        // A guard dropped at once: as return_port.
+                        prop_assert!(pickers[i].return_port(port));
+                        let m = &mut models[i];
+                        if !m.local.remove(&port) {
+                            m.owned.remove(&port);
+                            m.reserved.insert(port);
+                        }
+                    }
+                }
+                Op::Return(w, k) => {
+                    let i = usize::from(w);
+                    let m = &mut models[i];
+                    let all: Vec<u16> = m.local.iter().chain(&m.owned).copied().collect();
+                    if all.is_empty() {
+                        prop_assert!(!pickers[i].return_port(12345));
+                        continue;
+                    }
+                    let port = all[k % all.len()];
+                    prop_assert!(pickers[i].return_port(port));
+                    if !m.local.remove(&port) {
+                        m.owned.remove(&port);
+                        m.reserved.insert(port);
+                    }
+                }
+                Op::Reserve(port) => {
+                    pickers[0].add_reserved_port(port);
+                    models[0].reserved.insert(port);
+                }
+            }
+            for (p, m) in pickers.iter().zip(&models) {
+                let want: BTreeSet<u16> = m.local.union(&m.owned).copied().collect();
+                prop_assert_eq!(p.outstanding().into_iter().collect::<BTreeSet<_>>(), want);
+                prop_assert_eq!(p.reserved().into_iter().collect::<BTreeSet<_>>(), m.reserved.clone());
+            }
+        }
+        // After everything is returned, a third picker can claim every port.
+        for (p, m) in pickers.iter().zip(&models) {
+            for &port in &m.local {
+                prop_assert!(p.return_port(port));
+            }
+        }
+        let third = Picker::with_prober(Cycle::new()).lock_dir(Some(dir.path()));
+        let got: BTreeSet<u16> = (0..6).map(|_| third.pick_unused_port().unwrap()).collect();
+        prop_assert_eq!(got, (31000..31006).collect::<BTreeSet<_>>());
+    }
+}
