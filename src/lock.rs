@@ -85,7 +85,9 @@ impl LockDir {
     }
 
     fn file_for(&self, port: u16) -> PathBuf {
-        self.path.join(format!("{port}.lock"))
+        let mut path = self.path.clone();
+        path.push(format!("{port}.lock"));
+        path
     }
 
     /// Tries to claim `port` for this process.
@@ -111,21 +113,21 @@ impl LockDir {
     }
 
     fn open(&self, port: u16) -> io::Result<File> {
-        // Read access is enough for flock and works on a file another user
-        // created in a shared directory.
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(self.file_for(port))
-            .or_else(|e| {
-                if e.kind() == io::ErrorKind::PermissionDenied {
-                    File::open(self.file_for(port))
-                } else {
-                    Err(e)
-                }
-            })
+        // flock needs only read access. Opening an existing file read-only,
+        // without O_CREAT, is the cheapest claim (the common case once a
+        // host has used a port before) and works on a file another user
+        // created in a shared directory; the file is created only when
+        // missing.
+        let path = self.file_for(port);
+        match File::open(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path),
+            other => other,
+        }
     }
 
     fn create_dir(&self) -> io::Result<()> {
