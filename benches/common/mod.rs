@@ -86,8 +86,8 @@ pub fn ratio(a: Figure, b: Figure) -> String {
 pub fn header(title: &str) {
     println!("\n{title}\n{}", "-".repeat(title.len()));
     println!(
-        "{:<52} {:>10}  {}",
-        "case", "median", "(fastest .. slowest round)"
+        "{:<52} {:>10}  (fastest .. slowest round)",
+        "case", "median"
     );
 }
 
