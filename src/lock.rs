@@ -20,9 +20,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub const LOCK_DIR_ENV: &str = "PORTPICK_LOCK_DIR";
 
 /// Where per-port lock files live.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct LockDir {
     path: PathBuf,
+    /// The default directory sits in a shared temp dir, where another user
+    /// could have made it first: it is used only if it is ours and private.
+    /// The outcome of that check, made once (`None`: not checked, as for a
+    /// directory the user chose).
+    private: Option<std::sync::OnceLock<Result<(), String>>>,
 }
 
 /// A held claim on a port: the open, locked file. Dropping it releases the
@@ -67,7 +72,10 @@ pub(crate) fn warn_unavailable(dir: &Path, err: &io::Error) {
 impl LockDir {
     /// A lock directory at `path` (created on first use).
     pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
-        LockDir { path: path.into() }
+        LockDir {
+            path: path.into(),
+            private: None,
+        }
     }
 
     /// The directory chosen by `PORTPICK_LOCK_DIR`, else the per-user default;
@@ -76,7 +84,10 @@ impl LockDir {
         match std::env::var_os(LOCK_DIR_ENV) {
             Some(v) if v.is_empty() => None,
             Some(v) => Some(LockDir::new(v)),
-            None => Some(LockDir::new(default_dir())),
+            None => Some(LockDir {
+                path: default_dir(),
+                private: Some(std::sync::OnceLock::new()),
+            }),
         }
     }
 
@@ -92,6 +103,14 @@ impl LockDir {
 
     /// Tries to claim `port` for this process.
     pub(crate) fn claim(&self, port: u16) -> Claim {
+        if let Some(checked) = &self.private {
+            if let Err(why) = checked.get_or_init(|| self.check_private()) {
+                return Claim::Unavailable(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    why.clone(),
+                ));
+            }
+        }
         let file = match self.open(port) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -128,6 +147,38 @@ impl LockDir {
                 .open(&path),
             other => other,
         }
+    }
+
+    /// Creates the default directory if needed and checks that it is a
+    /// directory of ours that nobody else can write: otherwise another user
+    /// could hold our ports' locks, or swap the files under us.
+    fn check_private(&self) -> Result<(), String> {
+        match fs::symlink_metadata(&self.path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.create_dir().map_err(|e| e.to_string())?;
+            }
+            Err(e) => return Err(e.to_string()),
+            Ok(_) => {}
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let meta = fs::symlink_metadata(&self.path).map_err(|e| e.to_string())?;
+            let me = fs::metadata("/proc/self").map(|m| m.uid()).ok();
+            if !meta.is_dir() {
+                return Err("not a directory".to_string());
+            }
+            if me.is_some_and(|uid| uid != meta.uid()) {
+                return Err(format!("owned by uid {}, not by us", meta.uid()));
+            }
+            if meta.mode() & 0o022 != 0 {
+                return Err(format!(
+                    "writable by others (mode {:o})",
+                    meta.mode() & 0o777
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn create_dir(&self) -> io::Result<()> {

@@ -245,3 +245,28 @@ fn an_empty_lock_dir_variable_turns_locks_off() {
     let mode = std::fs::metadata(&made[0]).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
 }
+
+#[test]
+fn a_default_dir_others_can_write_is_not_trusted() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let tmp = TempDir::new("locks");
+    let uid = std::fs::metadata("/proc/self").unwrap().uid();
+    let squatted = tmp.path().join(format!("portpick-{uid}"));
+    std::fs::create_dir(&squatted).unwrap();
+    std::fs::set_permissions(&squatted, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portpicker"))
+        .arg(std::process::id().to_string())
+        .env_remove("PORTPICK_LOCK_DIR")
+        .env_remove("PORTSERVER_ADDRESS")
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "still a port");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("writable by others"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&squatted).unwrap().count(),
+        0,
+        "no lock file written there"
+    );
+}
