@@ -410,3 +410,19 @@ fn parallel_clients_never_share_a_port() {
     assert_eq!(distinct.len(), 400);
     assert_eq!(stat(&address, "total-allocations"), 400);
 }
+
+#[test]
+fn a_client_gone_before_its_answer_loses_no_port() {
+    let ports = kernel_ports(1);
+    let (address, _server) = embedded(&ports);
+    let owner = sleeper();
+    for _ in 0..5 {
+        // The whole request, then gone: the answer cannot be delivered.
+        let mut s = connect(&address).unwrap();
+        s.write_all(owner.pid().to_string().as_bytes()).unwrap();
+        drop(s);
+    }
+    // Every one of those allocations went back to the pool.
+    assert!(eventually(|| stat(&address, "num-ports-held") == 0));
+    assert_eq!(ask(&address, owner.pid()), Some(ports[0]));
+}

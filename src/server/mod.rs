@@ -447,7 +447,20 @@ impl Shared {
                 protocol::format_stats(self.stats())
             }
             Ok(Request::Allocate { pid }) => match self.allocate(pid) {
-                Ok(port) => protocol::format_reply(port),
+                Ok((port, owner)) => {
+                    let reply = protocol::format_reply(port);
+                    if stream.write_all(&reply).is_err() {
+                        // The client left (or cannot be written to): it will
+                        // never use the port, so it goes back to the pool.
+                        lock_or_recover(&self.core).pool.release_port(port, owner);
+                        log!(
+                            self.logger,
+                            Level::Verbose,
+                            "Client of pid {pid} left before its answer; port {port} returned"
+                        );
+                    }
+                    return;
+                }
                 Err(_) => return,
             },
         };
@@ -458,7 +471,7 @@ impl Shared {
         let _ = stream.write_all(&reply);
     }
 
-    fn allocate(&self, pid: i64) -> Result<u16, Denial> {
+    fn allocate(&self, pid: i64) -> Result<(u16, Owner), Denial> {
         let denied = |d: Denial| {
             log!(
                 self.logger,
@@ -518,10 +531,10 @@ impl Shared {
             Level::Verbose,
             "Allocated port {port} to pid {pid}"
         );
-        Ok(port)
+        Ok((port, owner))
     }
 
-    fn deny_pid(&self, pid: i64, d: Denial) -> Result<u16, Denial> {
+    fn deny_pid(&self, pid: i64, d: Denial) -> Result<(u16, Owner), Denial> {
         self.counters.denied_pid.fetch_add(1, Ordering::Relaxed);
         log!(
             self.logger,
