@@ -150,23 +150,12 @@ fn sixteen_threads_for_thirty_two_processes() {
     let _server = ServerProcess::start(&address, &[&pool]);
     let owners: Vec<Reaper> = (0..32).map(|_| sleeper()).collect();
     let pids: Vec<u32> = owners.iter().map(Reaper::pid).collect();
-    let got: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..16)
-            .map(|t| {
-                let (address, pids) = (&address, &pids);
-                s.spawn(move || {
-                    (0..20)
-                        .map(|i| {
-                            let pid = pids[(t * 20 + i) % 32];
-                            ask(address, pid).expect("a port for a live process")
-                        })
-                        .collect::<Vec<_>>()
-                })
+    let got: Vec<u16> = in_threads(16, |t| {
+        (0..20)
+            .map(|i| {
+                let pid = pids[(t * 20 + i) % 32];
+                ask(&address, pid).expect("a port for a live process")
             })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
             .collect()
     });
     let distinct: BTreeSet<u16> = got.iter().copied().collect();

@@ -177,19 +177,9 @@ fn a_picked_port_binds_tcp_and_udp_on_v4_and_v6() {
 
 #[test]
 fn the_free_functions_work_from_many_threads() {
-    let ports: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..4)
-            .map(|_| {
-                s.spawn(|| {
-                    (0..25)
-                        .map(|_| portpick::pick_unused_port().unwrap())
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
+    let ports: Vec<u16> = in_threads(4, |_| {
+        (0..25)
+            .map(|_| portpick::pick_unused_port().unwrap())
             .collect()
     });
     let distinct: BTreeSet<u16> = ports.iter().copied().collect();

@@ -11,7 +11,7 @@ use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portpick::__fuzz::{FakeProber, FakeProcesses};
+use portpick::__fuzz::FakeProcesses;
 use portpick::server::{Level, PortServer, ServerConfig, ServerError};
 use support::*;
 
@@ -77,10 +77,16 @@ fn malformed_requests_get_nothing_and_the_server_goes_on() {
         b"\xff\xfe\xfd\n".to_vec(),
         format!("{pid}\n{pid}\n").into_bytes(),
     ];
-    for request in &bad {
+    for (i, request) in bad.iter().enumerate() {
         assert!(
             raw_request(&address, request).is_empty(),
             "{:?} got an answer",
+            String::from_utf8_lossy(request)
+        );
+        assert_eq!(
+            stat(&address, "client-request-errors"),
+            i as u64 + 1,
+            "{:?} was not counted",
             String::from_utf8_lossy(request)
         );
     }
@@ -137,18 +143,10 @@ fn ports_of_a_dead_owner_come_back() {
 #[test]
 fn a_reused_pid_is_a_new_owner() {
     let procs = Arc::new(FakeProcesses::default());
-    let ports = [41000, 41001];
-    let config = ServerConfig::new(unique_address("reuse").parse().unwrap())
-        .ports(ports)
-        .log_level(Level::Error)
-        // No background sweep: the request path alone must notice.
-        .reclaim_interval(Duration::from_secs(3600));
-    let address = config.address.to_string();
-    let _server = PortServer::new(config)
-        .prober(FakeProber::default())
-        .process_table(Arc::clone(&procs))
-        .start()
-        .unwrap();
+    // No background sweep: the request path alone must notice.
+    let (address, _server) = fake_server([41000, 41001], &procs, |c| {
+        c.reclaim_interval(Duration::from_secs(3600))
+    });
     procs.start(4242, 100);
     let a = ask(&address, 4242).unwrap();
     let b = ask(&address, 4242).unwrap();
@@ -165,16 +163,7 @@ fn a_reused_pid_is_a_new_owner() {
 #[test]
 fn an_exhausted_pool_says_nothing_at_once() {
     let procs = Arc::new(FakeProcesses::default());
-    let config = ServerConfig::new(unique_address("full").parse().unwrap())
-        .ports(30000..40000)
-        .max_ports_per_pid(0)
-        .log_level(Level::Error);
-    let address = config.address.to_string();
-    let _server = PortServer::new(config)
-        .prober(FakeProber::default())
-        .process_table(Arc::clone(&procs))
-        .start()
-        .unwrap();
+    let (address, _server) = fake_server(30000..40000, &procs, |c| c.max_ports_per_pid(0));
     for pid in 2..12 {
         procs.start(pid, 1);
     }
@@ -378,32 +367,13 @@ fn an_empty_pool_does_not_start() {
 #[test]
 fn parallel_clients_never_share_a_port() {
     let procs = Arc::new(FakeProcesses::default());
-    let config = ServerConfig::new(unique_address("par").parse().unwrap())
-        .ports(42000..42400)
-        .log_level(Level::Error);
-    let address = config.address.to_string();
-    let _server = PortServer::new(config)
-        .prober(FakeProber::default())
-        .process_table(Arc::clone(&procs))
-        .start()
-        .unwrap();
+    let (address, _server) = fake_server(42000..42400, &procs, |c| c);
     for pid in 100..108 {
         procs.start(pid, 1);
     }
-    let got: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..8u32)
-            .map(|t| {
-                let address = &address;
-                s.spawn(move || {
-                    (0..50)
-                        .map(|_| ask(address, 100 + t).unwrap())
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
+    let got: Vec<u16> = in_threads(8, |t| {
+        (0..50)
+            .map(|_| ask(&address, 100 + t as u32).unwrap())
             .collect()
     });
     let distinct: BTreeSet<u16> = got.iter().copied().collect();

@@ -663,13 +663,14 @@ fn slow_lane(shared: &Shared, incoming: &mpsc::Receiver<Pending>) {
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
         while waiting.len() > max {
-            // The oldest has had the longest chance: shed it.
-            waiting.pop_front();
+            // The oldest has had the longest chance: shed it. Counted before
+            // the close, so a client that sees the close sees the count.
             shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
             shared
                 .counters
                 .request_errors
                 .fetch_add(1, Ordering::Relaxed);
+            waiting.pop_front();
         }
         let now = Instant::now();
         let mut i = 0;
@@ -681,12 +682,12 @@ fn slow_lane(shared: &Shared, incoming: &mpsc::Receiver<Pending>) {
             }
             match p.poll() {
                 ReadState::Waiting if p.deadline <= now => {
-                    waiting.remove(i);
                     shared.counters.timed_out.fetch_add(1, Ordering::Relaxed);
                     shared
                         .counters
                         .request_errors
                         .fetch_add(1, Ordering::Relaxed);
+                    waiting.remove(i);
                     log!(
                         shared.logger,
                         Level::Verbose,

@@ -148,6 +148,8 @@ pub fn connect(address: &str) -> std::io::Result<UnixStream> {
 pub fn raw_request(address: &str, request: &[u8]) -> Vec<u8> {
     let mut s = connect(address).unwrap();
     s.write_all(request).unwrap();
+    // Done writing: an empty or unterminated request ends here, at once.
+    let _ = s.shutdown(std::net::Shutdown::Write);
     let mut reply = Vec::new();
     match s.read_to_end(&mut reply) {
         Ok(_) => {}
@@ -322,4 +324,43 @@ pub fn wait_output(mut child: Child, limit: Duration) -> std::process::Output {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Runs `f(thread index)` on `threads` threads at once and gathers what
+/// they return, in thread order.
+pub fn in_threads<T: Send>(threads: usize, f: impl Fn(usize) -> Vec<T> + Sync) -> Vec<T> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn({
+                    let f = &f;
+                    move || f(t)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
+/// An embedded server on `ports` whose prober calls every port free and
+/// whose processes are the fake table `procs` (for pid reuse and pools
+/// larger than real processes make practical).
+pub fn fake_server(
+    ports: impl IntoIterator<Item = u16>,
+    procs: &Arc<portpick::__fuzz::FakeProcesses>,
+    f: impl FnOnce(ServerConfig) -> ServerConfig,
+) -> (String, ServerHandle) {
+    let address = unique_address("fake");
+    let config = ServerConfig::new(address.parse().unwrap())
+        .ports(ports)
+        .log_level(Level::Error);
+    let server = PortServer::new(f(config))
+        .prober(portpick::__fuzz::FakeProber::default())
+        .process_table(Arc::clone(procs))
+        .start()
+        .unwrap();
+    (address, server)
 }
