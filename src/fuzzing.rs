@@ -12,10 +12,15 @@ use crate::probe::{Prober, Protocol};
 use crate::protocol::{self, Request, RequestError, MAX_REQUEST_LEN};
 use crate::server::{self, Denial, Owner, Pool, ProcessTable};
 
-/// The wire-protocol request parser: never panics, accepts only what the
-/// protocol allows, and agrees with completeness.
+/// The wire-protocol request parser (and the reply and stats parsers):
+/// never panics, accepts only what the protocol allows, agrees with
+/// [`protocol::is_complete`], and what it accepts reads back the same when
+/// written out again.
 pub fn request(data: &[u8]) {
     let parsed = protocol::parse_request(data);
+    if data.len() > MAX_REQUEST_LEN {
+        assert_eq!(parsed, Err(RequestError::TooLong { len: data.len() }));
+    }
     match &parsed {
         Ok(Request::Allocate { pid }) => {
             assert!(data.len() <= MAX_REQUEST_LEN);
@@ -24,75 +29,162 @@ pub fn request(data: &[u8]) {
             let digits = line.strip_prefix(b"-").unwrap_or(line);
             assert!(!digits.is_empty() && digits.iter().all(u8::is_ascii_digit));
             assert_eq!(*pid < 0, line.starts_with(b"-") && *pid != 0);
-            // A non-negative pid written back parses the same.
-            if *pid >= 0 && *pid < i64::MAX {
-                let again = format!("{pid}\n");
+            // Written back (as a client would) it parses the same, unless
+            // it saturated or no longer fits.
+            let again = format!("{pid}\n");
+            if pid.unsigned_abs() < i64::MAX.unsigned_abs() && again.len() <= MAX_REQUEST_LEN {
                 assert_eq!(
                     protocol::parse_request(again.as_bytes()),
                     Ok(Request::Allocate { pid: *pid })
                 );
             }
         }
-        Ok(Request::Stats) => assert!(data.starts_with(b"stats")),
-        Err(RequestError::TooLong { len }) => assert_eq!(*len, data.len()),
+        Ok(Request::Stats) => assert!(matches!(
+            data,
+            b"stats" | b"stats\n" | b"stats\r" | b"stats\r\n"
+        )),
+        Err(RequestError::TooLong { len }) => {
+            assert_eq!(*len, data.len());
+            assert!(*len > MAX_REQUEST_LEN);
+        }
+        Err(RequestError::InvalidByte { byte, at }) => {
+            assert!(*at < data.len() && data[*at] == *byte, "{parsed:?}");
+        }
+        Err(RequestError::TrailingData) => {
+            let nl = data.iter().position(|&b| b == b'\n');
+            assert!(nl.is_some_and(|i| i + 1 < data.len()));
+        }
         Err(e) => assert!(!e.to_string().is_empty()),
     }
-    // A complete buffer parses the same however it is split up to its end.
-    if protocol::is_complete(data) && data.len() <= MAX_REQUEST_LEN {
-        assert!(data.contains(&b'\n'));
+    // The server stops reading at the first complete prefix (or end of
+    // input): an accepted request must be complete only at its end, so the
+    // server reads all of it however the network splits it.
+    let complete_at = (1..=data.len()).find(|&n| protocol::is_complete(&data[..n]));
+    if parsed.is_ok() {
+        if let Some(n) = complete_at {
+            assert_eq!(n, data.len(), "accepted request complete before its end");
+        }
     }
-    let _ = protocol::parse_reply(data);
-    let _ = protocol::parse_stats(data);
+
+    if let Ok(Some(port)) = protocol::parse_reply(data) {
+        assert!(port != 0);
+        assert_eq!(
+            protocol::parse_reply(&protocol::format_reply(port)),
+            Ok(Some(port))
+        );
+    }
+    if let Some(stats) = protocol::parse_stats(data) {
+        let text = protocol::format_stats(stats.iter().map(|(n, v)| (n.as_str(), *v)));
+        assert_eq!(protocol::parse_stats(&text), Some(stats));
+    }
 }
 
-/// The `/proc/PID/stat` parser: never panics; a parsed line's start time
-/// is the 20th field after the last `)`.
+/// The `/proc/PID/stat` parser: never panics, and agrees with a plain
+/// reading of `proc(5)`: the state is field 3 and the start time field 22,
+/// both counted after the *last* `)` (a command name may hold any bytes).
 pub fn stat(data: &[u8]) {
-    if let Ok(stat) = server::parse_stat(data) {
-        let close = data.iter().rposition(|&b| b == b')');
-        assert!(close.is_some());
-        let rest = &data[close.unwrap_or(0) + 1..];
-        let field = rest
+    let reference = || -> Option<(u8, u64)> {
+        let close = data.iter().rposition(|&b| b == b')')?;
+        let fields: Vec<&[u8]> = data[close + 1..]
             .split(|&b| b == b' ')
             .filter(|f| !f.is_empty())
-            .nth(19)
-            .map(|f| f.strip_suffix(b"\n").unwrap_or(f))
-            .and_then(|f| std::str::from_utf8(f).ok())
-            .and_then(|f| f.parse::<u64>().ok());
-        assert_eq!(field, Some(stat.start_time));
+            .collect();
+        let state = *fields.first()?.first()?;
+        let start = fields.get(19)?;
+        let start = start.strip_suffix(b"\n").unwrap_or(start);
+        // The kernel writes no leading zeros: more than 20 digits is no u64.
+        if start.len() > 20 || !start.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some((state, std::str::from_utf8(start).ok()?.parse().ok()?))
+    };
+    let parsed = server::parse_stat(data);
+    assert_eq!(
+        parsed.as_ref().ok().map(|s| (s.state, s.start_time)),
+        reference(),
+        "{parsed:?}"
+    );
+    if let Err(e) = parsed {
+        assert!(!e.to_string().is_empty());
     }
 }
 
-/// The `--portserver_static_pool` parser: never panics, returns sorted
-/// distinct ports in 1..=65535, each inside a range that was written.
+/// The `--portserver_static_pool` parser: never panics, and returns exactly
+/// the sorted, distinct ports of the in-bounds ranges written, skipping the
+/// rest as Python's portserver does.
 pub fn ranges(data: &[u8]) {
-    let Ok(spec) = std::str::from_utf8(data) else {
-        return;
-    };
-    let (ports, skipped) = server::parse_port_ranges(spec);
+    let spec = String::from_utf8_lossy(data);
+    let (ports, skipped) = server::parse_port_ranges(&spec);
     assert!(ports.windows(2).all(|w| w[0] < w[1]));
     assert!(!ports.contains(&0));
-    assert!(skipped.len() <= spec.split(',').count());
+    // A reference with no saturation tricks: numbers of any length.
+    let number = |s: &str| {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u128>().unwrap_or(u128::MAX))
+    };
+    let mut want = vec![false; 65536];
+    let mut want_skipped = Vec::new();
+    for piece in spec.split(',') {
+        let Some((start, end)) = piece
+            .split_once('-')
+            .and_then(|(a, b)| Some((number(a)?, number(b)?)))
+        else {
+            want_skipped.push(server::RangeError::Unparsable {
+                piece: piece.to_string(),
+            });
+            continue;
+        };
+        if start < 1 || end > 65535 {
+            want_skipped.push(server::RangeError::OutOfBounds {
+                piece: piece.to_string(),
+            });
+            continue;
+        }
+        for port in start..=end {
+            want[port as usize] = true;
+        }
+    }
+    let want: Vec<u16> = (1..=65535u16).filter(|&p| want[p as usize]).collect();
+    assert_eq!(ports, want);
+    assert_eq!(skipped, want_skipped);
     for e in &skipped {
         assert!(!e.to_string().is_empty());
     }
 }
 
-/// The state-file loader: never panics, every entry is a valid port and
-/// pid, every line is either an entry, an error, the header or empty.
+/// The state-file loader: never panics; every non-empty line is the header,
+/// an entry or an error (numbered in order); entries have a valid port and
+/// pid; and what it read, written out again, reads back the same.
 pub fn state(data: &[u8]) {
     let s = server::parse_state(data);
     for (port, owner) in &s.entries {
         assert!(*port != 0 && owner.pid > 1);
     }
-    // Every non-empty line is the header, an entry or an error.
-    let lines = data
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .count();
+    let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+    let non_empty = lines.iter().filter(|l| !l.is_empty()).count();
     let header = usize::from(data.starts_with(b"portpick-state 1"));
     assert_eq!(header == 1, !s.bad_header && !data.is_empty());
-    assert_eq!(s.entries.len() + s.errors.len() + header, lines);
+    assert_eq!(s.entries.len() + s.errors.len() + header, non_empty);
+    let mut last = header;
+    for e in &s.errors {
+        assert!(e.line > last && e.line <= lines.len(), "{e}");
+        assert!(!lines[e.line - 1].is_empty());
+        last = e.line;
+    }
+    let mut text = String::from("portpick-state 1");
+    if let Some(id) = &s.boot_id {
+        text.push_str(" boot=");
+        text.push_str(id);
+    }
+    text.push('\n');
+    for (port, owner) in &s.entries {
+        text.push_str(&format!("{port} {} {}\n", owner.pid, owner.start_time));
+    }
+    let again = server::parse_state(text.as_bytes());
+    assert!(!again.bad_header && again.errors.is_empty(), "{again:?}");
+    assert_eq!(again.boot_id, s.boot_id);
+    assert_eq!(again.entries, s.entries);
 }
 
 /// A prober whose answers a test sets: every port is free unless marked
@@ -162,9 +254,14 @@ const POOL_BASE: u16 = 30000;
 /// The pool driven by `data` read as operations, two bytes each (an opcode
 /// and an argument): allocate for a pid, a process ends, a pid is reused by
 /// a new process, a port becomes busy or free outside the server, a sweep of
-/// some owners, a full sweep, a port given back. After every step: the
-/// pool's own invariants, no port handed to two live owners, no busy port
-/// handed out, quotas kept, and the counters add up.
+/// some owners, a full sweep, a port given back (by its owner or not), a
+/// reservation restored. The first byte sets the pool size and quota.
+///
+/// After every step, against a model of who holds what: the pool's own
+/// invariants; the pool holds nothing the model did not hand out; a live
+/// owner never loses a port it was given; no busy port is handed out; no
+/// port goes to two live owners; quotas are kept; exhaustion is real; the
+/// counters add up.
 pub fn pool_ops(data: &[u8]) {
     let Some((&header, ops)) = data.split_first() else {
         return;
@@ -177,12 +274,15 @@ pub fn pool_ops(data: &[u8]) {
     for pid in 2..10 {
         procs.start(pid, clock);
     }
+    let alive = |o: &Owner| procs.start_time(o.pid) == Some(o.start_time);
     let mut pool = Pool::new(POOL_BASE..POOL_BASE + size, quota);
+    // Every port the pool should hold, with its owner; a dead owner's ports
+    // leave it when the pool takes them back.
     let mut model: BTreeMap<u16, Owner> = BTreeMap::new();
-    let mut allocations = 0u64;
+    let (mut allocations, mut reclaimed) = (0u64, 0u64);
     // Each step checks the whole pool: cap the steps so one input stays fast.
     for op in ops.chunks_exact(2).take(256) {
-        let (code, arg) = (op[0] % 8, op[1]);
+        let (code, arg) = (op[0] % 10, op[1]);
         let pid = 2 + u32::from(arg % 8);
         let port = POOL_BASE + u16::from(arg) % (size + 2);
         match code {
@@ -192,25 +292,25 @@ pub fn pool_ops(data: &[u8]) {
                 };
                 let owner = Owner { pid, start_time };
                 let held = model.values().filter(|o| **o == owner).count();
+                assert_eq!(pool.held_by(owner), held);
                 match pool.allocate(owner, &prober, &procs) {
                     Ok(port) => {
-                        assert!(port >= POOL_BASE && port < POOL_BASE + size);
+                        assert!(pool.manages(port) && port >= POOL_BASE);
                         assert!(!prober.is_busy(port), "busy port {port} handed out");
                         if let Some(prev) = model.get(&port) {
-                            assert_ne!(
-                                procs.start_time(prev.pid),
-                                Some(prev.start_time),
-                                "port {port} of live {prev:?} handed to {owner:?}"
-                            );
+                            assert!(!alive(prev), "port {port} of live {prev:?} handed out");
+                            reclaimed += 1;
                         }
                         assert!(quota == 0 || held < quota, "quota {quota} broken");
+                        assert_eq!(pool.owner_of(port), Some(owner));
                         model.insert(port, owner);
                         allocations += 1;
                     }
                     Err(Denial::Quota { held: h }) => {
-                        assert!(quota > 0 && h == quota && held == quota);
+                        assert!(quota > 0 && h >= quota && h == held);
                     }
                     Err(Denial::Exhausted) => {
+                        assert!(quota == 0 || held < quota);
                         for p in POOL_BASE..POOL_BASE + size {
                             assert!(
                                 pool.owner_of(p).is_some() || prober.is_busy(p),
@@ -231,31 +331,71 @@ pub fn pool_ops(data: &[u8]) {
             6 => {
                 pool.reclaim_some(&procs, usize::from(arg % 4));
             }
-            _ => {
+            7 => {
                 for owner in pool.owners() {
-                    if procs.start_time(owner.pid) != Some(owner.start_time) {
+                    if !alive(&owner) {
                         pool.release_owner(owner);
                     }
                 }
                 for (port, owner) in pool.held() {
-                    assert_eq!(
-                        procs.start_time(owner.pid),
-                        Some(owner.start_time),
-                        "port {port} still held by dead {owner:?} after a sweep"
-                    );
+                    assert!(alive(&owner), "port {port} still held by dead {owner:?}");
+                }
+            }
+            8 => {
+                // The high bit: give it back as someone who does not hold it.
+                let holder = model.get(&port).copied();
+                let owner = match holder {
+                    Some(o) if arg & 0x80 == 0 => o,
+                    _ => Owner { pid, start_time: 0 },
+                };
+                let released = pool.release_port(port, owner);
+                assert_eq!(
+                    released,
+                    holder == Some(owner),
+                    "release {port} as {owner:?}"
+                );
+                if released {
+                    model.remove(&port);
+                    // As the pool: a restored port was never counted.
+                    allocations = allocations.saturating_sub(1);
+                    assert_eq!(pool.owner_of(port), None);
+                }
+            }
+            _ => {
+                let Some(start_time) = procs.start_time(pid) else {
+                    continue;
+                };
+                let owner = Owner { pid, start_time };
+                let was_free = pool.manages(port) && pool.owner_of(port).is_none();
+                assert_eq!(pool.restore(port, owner), was_free);
+                if was_free {
+                    model.insert(port, owner);
                 }
             }
         }
         if let Err(e) = pool.check_invariants() {
             panic!("{e}");
         }
+        for (port, owner) in &model {
+            if alive(owner) {
+                assert_eq!(pool.owner_of(*port), Some(*owner), "live owner lost {port}");
+            }
+        }
+        let before = model.len();
+        model.retain(|port, owner| pool.owner_of(*port) == Some(*owner));
+        reclaimed += (before - model.len()) as u64;
         for (port, owner) in pool.held() {
             assert_eq!(model.get(&port), Some(&owner), "pool and model differ");
         }
         let s = pool.stats();
         assert_eq!(s.managed, u64::from(size));
         assert_eq!(s.free + s.held, s.managed);
+        assert_eq!(s.held, model.len() as u64);
+        let owners: HashSet<&Owner> = model.values().collect();
+        assert_eq!(s.owners, owners.len() as u64);
         assert_eq!(s.allocations, allocations);
+        assert_eq!(s.reclaimed, reclaimed);
         assert!(s.denied_quota <= s.denied);
+        assert!(s.checked_last <= 2 * server::MAX_PROBES_PER_REQUEST as u64);
     }
 }

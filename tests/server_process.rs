@@ -54,6 +54,8 @@ fn serves_with_either_flag_form_and_logs_allocations() {
     assert!(server.wait_for_log("ignoring unparsable port range \"oops\""));
     assert!(server.wait_for_log("ignoring out of bounds port range \"0-3\""));
     assert_eq!(stat(&address, "num-ports-managed"), 2);
+    // Ports from bind(0) lie in the kernel's ephemeral range: one warning.
+    assert!(server.wait_for_log("2 of 2 pool ports are in the kernel's ephemeral range"));
     let owner = sleeper();
     let a = ask(&address, owner.pid()).unwrap();
     let b = ask(&address, owner.pid()).unwrap();
