@@ -110,6 +110,9 @@ pub struct Pool {
     /// For each port number: the owner slot holding it, `FREE`, or
     /// `UNMANAGED`.
     slot_of: Vec<u32>,
+    /// The managed ports, for `check_invariants` (which must not cost a
+    /// scan of all 65,536 slots: the fuzzer calls it after every step).
+    managed: Vec<u16>,
     free: VecDeque<u16>,
     owners: Vec<OwnerEntry>,
     index: HashMap<Owner, u32>,
@@ -139,6 +142,7 @@ impl Pool {
         };
         Pool {
             slot_of,
+            managed: free.iter().copied().collect(),
             free,
             owners: Vec::new(),
             index: HashMap::new(),
@@ -341,14 +345,14 @@ impl Pool {
     ///
     /// A description of the first broken invariant.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let mut seen = vec![0u8; 65536];
+        let mut seen: HashMap<u16, u32> = HashMap::with_capacity(self.managed.len());
         for &p in &self.free {
             if self.slot_of[p as usize] != FREE {
                 return Err(format!(
                     "port {p} is queued free but its slot says otherwise"
                 ));
             }
-            seen[p as usize] += 1;
+            *seen.entry(p).or_default() += 1;
         }
         for (slot, entry) in self.owners.iter().enumerate() {
             if entry.ports.is_empty() {
@@ -364,30 +368,34 @@ impl Pool {
                         entry.owner
                     ));
                 }
-                seen[p as usize] += 1;
+                *seen.entry(p).or_default() += 1;
             }
         }
         if self.index.len() != self.owners.len() {
             return Err("index and owner list differ in size".to_string());
         }
-        let mut managed = 0u64;
-        for (p, &slot) in self.slot_of.iter().enumerate() {
-            if slot == UNMANAGED {
-                if seen[p] != 0 {
-                    return Err(format!("unmanaged port {p} is in use by the pool"));
-                }
-                continue;
+        // Free and held ports all have managed slots (checked above), so
+        // every port is accounted for exactly once when each managed port
+        // was seen once and nothing else was seen.
+        for &p in &self.managed {
+            if self.slot_of[p as usize] == UNMANAGED {
+                return Err(format!("managed port {p} has an unmanaged slot"));
             }
-            managed += 1;
-            if seen[p] != 1 {
-                return Err(format!("port {p} is accounted for {} times", seen[p]));
+            let n = seen.get(&p).copied().unwrap_or(0);
+            if n != 1 {
+                return Err(format!("port {p} is accounted for {n} times"));
             }
         }
+        if seen.len() != self.managed.len() {
+            return Err("a port outside the pool is in use by the pool".to_string());
+        }
         let s = self.stats();
-        if managed != s.managed || s.free + s.held != s.managed {
+        if self.managed.len() as u64 != s.managed || s.free + s.held != s.managed {
             return Err(format!(
-                "counts do not add up: managed {managed}, stats {} free + {} held",
-                s.free, s.held
+                "counts do not add up: managed {}, stats {} free + {} held",
+                self.managed.len(),
+                s.free,
+                s.held
             ));
         }
         Ok(())
