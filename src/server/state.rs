@@ -62,7 +62,11 @@ pub fn parse_state(buf: &[u8]) -> StateContents {
     let mut out = StateContents::default();
     let mut lines = buf.split(|&b| b == b'\n').enumerate().peekable();
     match lines.peek() {
-        Some((_, first)) if first.starts_with(MAGIC.as_bytes()) => {
+        // The version is a whole word: `portpick-state 12` is not version 1.
+        Some((_, first))
+            if first.starts_with(MAGIC.as_bytes())
+                && matches!(first.get(MAGIC.len()), None | Some(b' ' | b'\r')) =>
+        {
             let rest = &first[MAGIC.len()..];
             out.boot_id = std::str::from_utf8(rest)
                 .ok()
