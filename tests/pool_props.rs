@@ -40,6 +40,10 @@ enum Op {
     Free(u16),
     Sweep(usize),
     SweepAll,
+    /// A server thread takes a candidate to probe without the lock...
+    Take(u32),
+    /// ...and another step later reports it free or busy.
+    Finish(usize, bool),
 }
 
 const PIDS: u32 = 6;
@@ -56,6 +60,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..PORTS).prop_map(|p| Op::Free(BASE + p)),
         1 => (0..4usize).prop_map(Op::Sweep),
         1 => Just(Op::SweepAll),
+        2 => (2..2 + PIDS).prop_map(Op::Take),
+        2 => (0..4usize, any::<bool>()).prop_map(|(k, f)| Op::Finish(k, f)),
     ]
 }
 
@@ -79,15 +85,19 @@ proptest! {
         let mut model: BTreeMap<u16, Owner> = BTreeMap::new();
         let mut allocations = 0u64;
         let mut clock = 1u64;
+        let mut in_flight: Vec<(u16, Owner)> = Vec::new();
         for op in ops {
             match op {
                 Op::Allocate(pid) => {
                     let Some(start_time) = procs.start_time(pid) else { continue };
                     let owner = Owner { pid, start_time };
-                    let live_held = model.values().filter(|o| **o == owner).count();
+                    let live_held = model.values().filter(|o| **o == owner).count()
+                        + in_flight.iter().filter(|(_, o)| *o == owner).count();
                     match pool.allocate(owner, &busy, &procs) {
                         Ok(port) => {
                             prop_assert!((BASE..BASE + PORTS).contains(&port));
+                            prop_assert!(!in_flight.iter().any(|&(p, _)| p == port),
+                                "handed out {}, being probed for another request", port);
                             prop_assert!(!busy.0.lock().unwrap().contains(&port),
                                 "handed out {port}, busy outside the server");
                             if let Some(prev) = model.get(&port) {
@@ -110,12 +120,40 @@ proptest! {
                             // least be held in the pool's view or busy.
                             let b = busy.0.lock().unwrap();
                             for p in BASE..BASE + PORTS {
-                                let free_in_pool = pool.owner_of(p).is_none();
+                                let free_in_pool = pool.owner_of(p).is_none()
+                                    && !in_flight.iter().any(|&(q, _)| q == p);
                                 prop_assert!(!free_in_pool || b.contains(&p),
                                     "port {} free and not busy, yet exhausted", p);
                             }
                         }
                         Err(other) => prop_assert!(false, "unexpected denial {:?}", other),
+                    }
+                }
+                Op::Take(pid) => {
+                    let Some(start_time) = procs.start_time(pid) else { continue };
+                    let owner = Owner { pid, start_time };
+                    if let Ok(port) = pool.take_candidate(owner, &procs, true) {
+                        prop_assert!(!in_flight.iter().any(|&(p, _)| p == port));
+                        if let Some(prev) = model.get(&port) {
+                            prop_assert_ne!(procs.start_time(prev.pid), Some(prev.start_time),
+                                "port {} of live {:?} taken as a candidate", port, prev);
+                        }
+                        in_flight.push((port, owner));
+                    }
+                }
+                Op::Finish(k, free) => {
+                    if in_flight.is_empty() {
+                        // Not in flight: refused, nothing changes.
+                        let stranger = Owner { pid: 2, start_time: 1 };
+                        prop_assert!(!pool.finish_candidate(BASE, stranger, true));
+                        continue;
+                    }
+                    let (port, owner) = in_flight.swap_remove(k % in_flight.len());
+                    let got = pool.finish_candidate(port, owner, free);
+                    prop_assert_eq!(got, free);
+                    if got {
+                        model.insert(port, owner);
+                        allocations += 1;
                     }
                 }
                 Op::Dies(pid) => {
@@ -158,7 +196,8 @@ proptest! {
             }
             let s = pool.stats();
             prop_assert_eq!(s.managed, u64::from(PORTS));
-            prop_assert_eq!(s.free + s.held, s.managed);
+            prop_assert_eq!(s.probing, in_flight.len() as u64);
+            prop_assert_eq!(s.free + s.held + s.probing, s.managed);
             prop_assert_eq!(s.allocations, allocations);
             prop_assert!(s.denied_quota <= s.denied);
         }

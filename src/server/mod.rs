@@ -490,16 +490,38 @@ impl Shared {
             return self.deny_pid(i64::from(pid), Denial::NotRunning);
         };
         let owner = Owner { pid, start_time };
+        // The pool's steps (`Pool::allocate`), with the probe (two binds,
+        // most of an allocation's cost) made without the lock held, so the
+        // acceptor threads probe in parallel. The port being probed is out
+        // of the queue meanwhile: nobody else can be given it.
         let mut core = lock_or_recover(&self.core);
-        let port = match core.pool.allocate(owner, &*self.prober, &*self.processes) {
-            Ok(port) => port,
-            Err(d) => {
-                drop(core);
-                if d == Denial::Exhausted {
-                    *lock_or_recover(&self.reclaim.0) = true;
-                    self.reclaim.1.notify_all();
+        let mut budget = 1;
+        let mut tries = 0;
+        let (mut core, port) = loop {
+            let candidate = core
+                .pool
+                .take_candidate(owner, &*self.processes, tries == 0);
+            let port = match candidate {
+                Ok(port) => port,
+                Err(d) => {
+                    drop(core);
+                    return self.denied_by_pool(pid, d);
                 }
-                return denied(d);
+            };
+            if tries == 0 {
+                budget = core.pool.probe_budget();
+            }
+            drop(core);
+            let free = self.prober.is_port_free(port);
+            core = lock_or_recover(&self.core);
+            if core.pool.finish_candidate(port, owner, free) {
+                break (core, port);
+            }
+            tries += 1;
+            if tries >= budget {
+                core.pool.deny_exhausted();
+                drop(core);
+                return self.denied_by_pool(pid, Denial::Exhausted);
             }
         };
         let Core { pool, journal } = &mut *core;
@@ -532,6 +554,21 @@ impl Shared {
             "Allocated port {port} to pid {pid}"
         );
         Ok((port, owner))
+    }
+
+    /// A denial the pool gave (quota, exhausted): logged, and when the pool
+    /// is dry the background sweep is woken to find dead owners' ports.
+    fn denied_by_pool(&self, pid: u32, d: Denial) -> Result<(u16, Owner), Denial> {
+        if d == Denial::Exhausted {
+            *lock_or_recover(&self.reclaim.0) = true;
+            self.reclaim.1.notify_all();
+        }
+        log!(
+            self.logger,
+            Level::Verbose,
+            "Denied a port to pid {pid}: {d}"
+        );
+        Err(d)
     }
 
     fn deny_pid(&self, pid: i64, d: Denial) -> Result<(u16, Owner), Denial> {

@@ -80,6 +80,8 @@ pub struct PoolStats {
     pub free: u64,
     /// Ports held by owners.
     pub held: u64,
+    /// Ports out of the queue being probed for a request.
+    pub probing: u64,
     /// Owners holding at least one port.
     pub owners: u64,
     /// Ports handed out since start.
@@ -114,6 +116,10 @@ pub struct Pool {
     /// scan of all 65,536 slots: the fuzzer calls it after every step).
     managed: Vec<u16>,
     free: VecDeque<u16>,
+    /// Ports taken out of the queue to be probed without the pool's lock
+    /// held, with the owner they are meant for (a few at most: one per
+    /// server thread).
+    probing: Vec<(u16, Owner)>,
     owners: Vec<OwnerEntry>,
     index: HashMap<Owner, u32>,
     cursor: usize,
@@ -123,6 +129,7 @@ pub struct Pool {
 
 const FREE: u32 = u32::MAX;
 const UNMANAGED: u32 = u32::MAX - 1;
+const PROBING: u32 = u32::MAX - 2;
 
 impl Pool {
     /// A pool of `ports` (duplicates and port 0 are ignored), all free, with
@@ -144,6 +151,7 @@ impl Pool {
             slot_of,
             managed: free.iter().copied().collect(),
             free,
+            probing: Vec::new(),
             owners: Vec::new(),
             index: HashMap::new(),
             cursor: 0,
@@ -154,7 +162,10 @@ impl Pool {
 
     /// Hands a port to `owner`: the first free port the prober finds free
     /// on TCP and UDP. When none is free, checks a few owners and takes
-    /// back the ports of dead ones first.
+    /// back the ports of dead ones first. The same steps as
+    /// [`take_candidate`](Pool::take_candidate) and
+    /// [`finish_candidate`](Pool::finish_candidate), which a server uses to
+    /// probe without holding its lock.
     ///
     /// # Errors
     ///
@@ -165,41 +176,107 @@ impl Pool {
         prober: &dyn Prober,
         processes: &dyn ProcessTable,
     ) -> Result<u16, Denial> {
-        self.stats.checked_last = 0;
+        let mut budget = 1;
+        let mut tries = 0;
+        loop {
+            let port = self.take_candidate(owner, processes, tries == 0)?;
+            if tries == 0 {
+                budget = self.probe_budget();
+            }
+            if self.finish_candidate(port, owner, prober.is_port_free(port)) {
+                return Ok(port);
+            }
+            tries += 1;
+            if tries >= budget {
+                self.deny_exhausted();
+                return Err(Denial::Exhausted);
+            }
+        }
+    }
+
+    /// How many candidates one request may probe, asked right after its
+    /// first [`take_candidate`](Pool::take_candidate) (which may have
+    /// reclaimed ports): that one and every port then in the queue, up to
+    /// [`MAX_PROBES_PER_REQUEST`].
+    pub fn probe_budget(&self) -> usize {
+        (self.free.len() + 1).min(MAX_PROBES_PER_REQUEST)
+    }
+
+    /// Takes the next free port out of the queue for `owner`, to be probed
+    /// (possibly without the pool's lock held) and then given to
+    /// [`finish_candidate`](Pool::finish_candidate). `first` marks the first
+    /// candidate of a request. When the queue is empty, checks
+    /// [`OWNER_CHECKS_PER_REQUEST`] owners and takes back dead ones' ports.
+    ///
+    /// # Errors
+    ///
+    /// [`Denial::Quota`] when the owner holds (or is being given) its quota,
+    /// [`Denial::Exhausted`] when no port is free. Both are counted.
+    pub fn take_candidate(
+        &mut self,
+        owner: Owner,
+        processes: &dyn ProcessTable,
+        first: bool,
+    ) -> Result<u16, Denial> {
+        if first {
+            self.stats.checked_last = 0;
+        }
         if self.max_per_owner > 0 {
-            let held = self.held_by(owner);
+            let in_flight = self.probing.iter().filter(|(_, o)| *o == owner).count();
+            let held = self.held_by(owner) + in_flight;
             if held >= self.max_per_owner {
                 self.stats.denied += 1;
                 self.stats.denied_quota += 1;
                 return Err(Denial::Quota { held });
             }
         }
-        if let Some(port) = self.take_free(owner, prober) {
-            return Ok(port);
-        }
-        if self.reclaim_some(processes, OWNER_CHECKS_PER_REQUEST) > 0 {
-            if let Some(port) = self.take_free(owner, prober) {
-                return Ok(port);
+        let port = match self.free.pop_front() {
+            Some(port) => port,
+            None => {
+                self.reclaim_some(processes, OWNER_CHECKS_PER_REQUEST);
+                match self.free.pop_front() {
+                    Some(port) => port,
+                    None => {
+                        self.deny_exhausted();
+                        return Err(Denial::Exhausted);
+                    }
+                }
             }
-        }
-        self.stats.denied += 1;
-        Err(Denial::Exhausted)
+        };
+        self.slot_of[port as usize] = PROBING;
+        self.probing.push((port, owner));
+        self.stats.checked_last += 1;
+        Ok(port)
     }
 
-    fn take_free(&mut self, owner: Owner, prober: &dyn Prober) -> Option<u16> {
-        let budget = self.free.len().min(MAX_PROBES_PER_REQUEST);
-        for _ in 0..budget {
-            let port = self.free.pop_front()?;
-            self.stats.checked_last += 1;
-            if prober.is_port_free(port) {
-                self.assign(port, owner);
-                self.stats.allocations += 1;
-                return Some(port);
-            }
+    /// Ends the probe of a port from [`take_candidate`](Pool::take_candidate):
+    /// free, it becomes `owner`'s (true); busy outside the server, it goes to
+    /// the back of the queue (false). False too for a port not in flight
+    /// for `owner`, which is left alone.
+    pub fn finish_candidate(&mut self, port: u16, owner: Owner, free: bool) -> bool {
+        let Some(i) = self
+            .probing
+            .iter()
+            .position(|&(p, o)| p == port && o == owner)
+        else {
+            return false;
+        };
+        self.probing.swap_remove(i);
+        if free {
+            self.assign(port, owner);
+            self.stats.allocations += 1;
+            true
+        } else {
             self.stats.busy_skipped += 1;
+            self.slot_of[port as usize] = FREE;
             self.free.push_back(port);
+            false
         }
-        None
+    }
+
+    /// Counts a request denied because its probe budget ran out.
+    pub fn deny_exhausted(&mut self) {
+        self.stats.denied += 1;
     }
 
     fn assign(&mut self, port: u16, owner: Owner) {
@@ -286,10 +363,9 @@ impl Pool {
             // Drop the empty owner entry the same way a reclaim does.
             self.release_owner(owner);
         }
+        // It was held, so it is not in the queue.
         self.slot_of[port as usize] = FREE;
-        if !self.free.contains(&port) {
-            self.free.push_back(port);
-        }
+        self.free.push_back(port);
         self.stats.allocations = self.stats.allocations.saturating_sub(1);
         true
     }
@@ -317,7 +393,7 @@ impl Pool {
     /// The owner of `port`, if held.
     pub fn owner_of(&self, port: u16) -> Option<Owner> {
         match self.slot_of[port as usize] {
-            FREE | UNMANAGED => None,
+            FREE | UNMANAGED | PROBING => None,
             slot => self.owners.get(slot as usize).map(|e| e.owner),
         }
     }
@@ -332,6 +408,7 @@ impl Pool {
         PoolStats {
             free: self.free.len() as u64,
             held: self.owners.iter().map(|e| e.ports.len() as u64).sum(),
+            probing: self.probing.len() as u64,
             owners: self.owners.len() as u64,
             ..self.stats
         }
@@ -350,6 +427,14 @@ impl Pool {
             if self.slot_of[p as usize] != FREE {
                 return Err(format!(
                     "port {p} is queued free but its slot says otherwise"
+                ));
+            }
+            *seen.entry(p).or_default() += 1;
+        }
+        for &(p, _) in &self.probing {
+            if self.slot_of[p as usize] != PROBING {
+                return Err(format!(
+                    "port {p} is being probed but its slot says otherwise"
                 ));
             }
             *seen.entry(p).or_default() += 1;
@@ -390,12 +475,13 @@ impl Pool {
             return Err("a port outside the pool is in use by the pool".to_string());
         }
         let s = self.stats();
-        if self.managed.len() as u64 != s.managed || s.free + s.held != s.managed {
+        if self.managed.len() as u64 != s.managed || s.free + s.held + s.probing != s.managed {
             return Err(format!(
-                "counts do not add up: managed {}, stats {} free + {} held",
+                "counts do not add up: managed {}, stats {} free + {} held + {} probing",
                 self.managed.len(),
                 s.free,
-                s.held
+                s.held,
+                s.probing
             ));
         }
         Ok(())
