@@ -90,6 +90,7 @@ fn main() {
 
     header("pick (per call; compared cases interleaved)");
     let nolock = Picker::new().lock_dir(None::<&str>);
+    // As users get it: claims only when PORTPICK_LOCK_DIR asks for them.
     let default = Picker::new();
     let warm_dir = tmp.join("warm");
     if full() {
@@ -130,7 +131,7 @@ fn main() {
     let of_floor = |key: &str, f: &Figure| format!("{} of floor", ratio(key, f, &floor));
     row(
         "pick",
-        "pick_unused_port+return_port, Picker::new()",
+        "pick_unused_port+return_port (default: no claim)",
         &default_f,
         &of_floor("pick", &default_f),
     );
@@ -178,12 +179,6 @@ fn main() {
             "claim",
             "  claim cost, warm (vs locks off)",
             &warm_f,
-            &nolock_f,
-        ),
-        (
-            "claim_default",
-            "  claim cost, default dir",
-            &default_f,
             &nolock_f,
         ),
         (

@@ -14,10 +14,10 @@
 //!
 //! A port from [`pick_unused_port`] is free on TCP and UDP, IPv6 and IPv4.
 //! It comes from, in order: a port given back with [`add_reserved_port`];
-//! the portserver named by `PORTSERVER_ADDRESS`; a local pick. A local pick
-//! is also claimed across processes by a lock file (see
-//! [Cross-process claims](#cross-process-claims)), so parallel test
-//! processes get distinct ports even without a portserver.
+//! the portserver named by `PORTSERVER_ADDRESS`; a local pick. With
+//! `PORTPICK_LOCK_DIR` set, a local pick is also claimed across processes
+//! by a lock file (see [Cross-process claims](#cross-process-claims)), so
+//! parallel test processes get distinct ports even without a portserver.
 //!
 //! # The race-free way: a bound socket
 //!
@@ -41,12 +41,15 @@
 //!
 //! # Cross-process claims
 //!
-//! Without a portserver, each locally picked port is claimed by an
-//! exclusive lock on `PORTPICK_LOCK_DIR/PORT.lock` (default: a per-user
-//! directory under the system temp dir), held until the port is returned or
-//! the process exits. The kernel drops the lock when the process dies,
-//! however it dies. `PORTPICK_LOCK_DIR=` (empty) turns this off; a
-//! directory that cannot be written turns it off with one warning.
+//! Set `PORTPICK_LOCK_DIR=default` (a per-user directory under the system
+//! temp dir) or to a directory of your choice, and each locally picked port
+//! is claimed by an exclusive lock on `PORTPICK_LOCK_DIR/PORT.lock`, held
+//! until the port is returned or the process exits. The kernel drops the
+//! lock when the process dies, however it dies. Unset or empty, the library
+//! does not claim (Python's behaviour: a claim costs about a third of a
+//! pick); the `portpicker` tool claims in the default directory unless
+//! told otherwise. A directory that cannot be written turns claims off with
+//! one warning.
 //!
 //! # Plugging in a prober
 //!
@@ -69,7 +72,7 @@ pub use address::{AddressError, PortServerAddress};
 pub use client::{
     get_port_from_port_server_with_timeout, get_port_server_stats, PortServerError, DEFAULT_TIMEOUT,
 };
-pub use lock::LOCK_DIR_ENV;
+pub use lock::{DEFAULT_LOCK_DIR, LOCK_DIR_ENV};
 pub use picker::{NoFreePortError, Picker, PortGuard, Source, PORTSERVER_ADDRESS_ENV};
 pub use probe::{bind, Prober, Protocol, SocketProber};
 

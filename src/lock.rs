@@ -15,9 +15,16 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The environment variable that chooses the lock directory; empty turns the
-/// mechanism off.
+/// The environment variable that turns cross-process claims on and chooses
+/// their directory: a path, or [`DEFAULT_LOCK_DIR`] for a per-user
+/// directory under the system temp dir. Unset or empty: off (Python's
+/// behaviour) for the library; the `portpicker` tool claims by default.
 pub const LOCK_DIR_ENV: &str = "PORTPICK_LOCK_DIR";
+
+/// The value of [`LOCK_DIR_ENV`] that chooses the per-user default
+/// directory, `$TMPDIR/portpick-<uid>` (created `0700`, used only while it
+/// is ours and private).
+pub const DEFAULT_LOCK_DIR: &str = "default";
 
 /// Where per-port lock files live.
 #[derive(Debug, Clone)]
@@ -78,16 +85,17 @@ impl LockDir {
         }
     }
 
-    /// The directory chosen by `PORTPICK_LOCK_DIR`, else the per-user default;
-    /// `None` when the variable is set and empty.
+    /// The directory chosen by `PORTPICK_LOCK_DIR`: `None` when it is unset
+    /// or empty, the per-user default for `default`, else the path given.
     pub(crate) fn from_env() -> Option<Self> {
         match std::env::var_os(LOCK_DIR_ENV) {
+            None => None,
             Some(v) if v.is_empty() => None,
-            Some(v) => Some(LockDir::new(v)),
-            None => Some(LockDir {
+            Some(v) if v == DEFAULT_LOCK_DIR => Some(LockDir {
                 path: default_dir(),
                 private: Some(std::sync::OnceLock::new()),
             }),
+            Some(v) => Some(LockDir::new(v)),
         }
     }
 

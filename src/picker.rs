@@ -96,8 +96,10 @@ impl Default for Picker<SocketProber> {
 
 impl Picker<SocketProber> {
     /// A picker that binds real sockets, with cross-process claims in the
-    /// directory `PORTPICK_LOCK_DIR` names (default: a per-user directory
-    /// under the system temp dir; empty: off).
+    /// directory `PORTPICK_LOCK_DIR` names (`default`: a per-user directory
+    /// under the system temp dir; unset or empty: no claims, as Python).
+    /// Claims are opt-in because a claim costs about a third of a pick (see
+    /// the README); [`Picker::lock_dir`] turns them on in code.
     pub fn new() -> Self {
         Picker::with_prober(SocketProber)
     }

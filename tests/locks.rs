@@ -24,7 +24,11 @@ fn lock_child() {
         return;
     };
     let (count, dir) = spec.split_once(':').unwrap();
-    let picker = Picker::new().lock_dir((!dir.is_empty()).then_some(dir));
+    let picker = if dir == "@env" {
+        Picker::new()
+    } else {
+        Picker::new().lock_dir((!dir.is_empty()).then_some(dir))
+    };
     let ports: Vec<String> = (0..count.parse::<usize>().unwrap())
         .map(|_| picker.pick_unused_port().unwrap().to_string())
         .collect();
@@ -221,7 +225,8 @@ fn an_empty_lock_dir_variable_turns_locks_off() {
     // Nothing was written to the temp dir: no default lock dir was made.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 
-    // Unset: the default per-user directory under TMPDIR, owner-only.
+    // Unset: the tool claims in the per-user directory under TMPDIR,
+    // owner-only.
     let out = Command::new(env!("CARGO_BIN_EXE_portpicker"))
         .arg(std::process::id().to_string())
         .env_remove("PORTPICK_LOCK_DIR")
@@ -269,4 +274,39 @@ fn a_default_dir_others_can_write_is_not_trusted() {
         0,
         "no lock file written there"
     );
+}
+
+#[test]
+fn the_library_claims_only_when_asked() {
+    let tmp = TempDir::new("locks");
+    let run = |value: Option<&str>| {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "lock_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "3:@env")
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        match value {
+            None => cmd.env_remove("PORTPICK_LOCK_DIR"),
+            Some(v) => cmd.env("PORTPICK_LOCK_DIR", v),
+        };
+        assert!(wait_output(cmd.spawn().unwrap(), PATIENCE).status.success());
+        std::fs::read_dir(tmp.path()).unwrap().count()
+    };
+    // Unset or empty: Python's behaviour, nothing written.
+    assert_eq!(run(None), 0);
+    assert_eq!(run(Some("")), 0);
+    // `default`: the per-user directory under TMPDIR, with 3 lock files.
+    assert_eq!(run(Some("default")), 1);
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").unwrap().uid();
+    let dir = tmp.path().join(format!("portpick-{uid}"));
+    assert_eq!(std::fs::read_dir(dir).unwrap().count(), 3);
 }

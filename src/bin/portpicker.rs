@@ -27,7 +27,8 @@ Prints one port that is free on TCP and UDP, and a newline.
 
 environment:
   PORTSERVER_ADDRESS  ask this portserver first (@name or a socket path)
-  PORTPICK_LOCK_DIR   where cross-process port locks live (empty: off)
+  PORTPICK_LOCK_DIR   where cross-process port locks live (default: a
+                      per-user directory under the temp dir; empty: off)
   PORTPICK_HOLD       'lock' to hold only the lock during BIND_TIMEOUT
 
 example:
@@ -38,6 +39,12 @@ example:
 const HOLD_ARG: &str = "--portpick-internal-hold";
 
 fn main() -> ExitCode {
+    // The tool claims its port across processes unless told otherwise: a
+    // claim costs microseconds, the process a millisecond. Set before the
+    // process-wide picker reads it, while this is the only thread.
+    if std::env::var_os(portpick::LOCK_DIR_ENV).is_none() {
+        std::env::set_var(portpick::LOCK_DIR_ENV, portpick::DEFAULT_LOCK_DIR);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some(HOLD_ARG) => hold(&args[1..]),
