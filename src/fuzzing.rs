@@ -271,7 +271,10 @@ const POOL_BASE: u16 = 30000;
 /// and an argument): allocate for a pid, a process ends, a pid is reused by
 /// a new process, a port becomes busy or free outside the server, a sweep of
 /// some owners, a full sweep, a port given back (by its owner or not), a
-/// reservation restored. The first byte sets the pool size and quota.
+/// reservation restored, and a server thread's two-phase allocation (a
+/// candidate taken out of the queue, then reported free or busy several
+/// steps later, with other operations in between). The first byte sets the
+/// pool size and quota.
 ///
 /// After every step, against a model of who holds what: the pool's own
 /// invariants; the pool holds nothing the model did not hand out; a live
@@ -296,9 +299,13 @@ pub fn pool_ops(data: &[u8]) {
     // leave it when the pool takes them back.
     let mut model: BTreeMap<u16, Owner> = BTreeMap::new();
     let (mut allocations, mut reclaimed) = (0u64, 0u64);
+    // Candidates taken for probing and not yet finished.
+    let mut in_flight: Vec<(u16, Owner)> = Vec::new();
     // Each step checks the whole pool: cap the steps so one input stays fast.
     for op in ops.chunks_exact(2).take(256) {
-        let (code, arg) = (op[0] % 10, op[1]);
+        let (code, arg) = (op[0] % 12, op[1]);
+        let flying = |o: Owner, f: &[(u16, Owner)]| f.iter().filter(|(_, x)| *x == o).count();
+        let is_flying = |p: u16, f: &[(u16, Owner)]| f.iter().any(|&(x, _)| x == p);
         let pid = 2 + u32::from(arg % 8);
         let port = POOL_BASE + u16::from(arg) % (size + 2);
         match code {
@@ -309,9 +316,11 @@ pub fn pool_ops(data: &[u8]) {
                 let owner = Owner { pid, start_time };
                 let held = model.values().filter(|o| **o == owner).count();
                 assert_eq!(pool.held_by(owner), held);
+                let held = held + flying(owner, &in_flight);
                 match pool.allocate(owner, &prober, &procs) {
                     Ok(port) => {
                         assert!(pool.manages(port) && port >= POOL_BASE);
+                        assert!(!is_flying(port, &in_flight), "{port} is being probed");
                         assert!(!prober.is_busy(port), "busy port {port} handed out");
                         if let Some(prev) = model.get(&port) {
                             assert!(!alive(prev), "port {port} of live {prev:?} handed out");
@@ -329,7 +338,9 @@ pub fn pool_ops(data: &[u8]) {
                         assert!(quota == 0 || held < quota);
                         for p in POOL_BASE..POOL_BASE + size {
                             assert!(
-                                pool.owner_of(p).is_some() || prober.is_busy(p),
+                                pool.owner_of(p).is_some()
+                                    || prober.is_busy(p)
+                                    || is_flying(p, &in_flight),
                                 "port {p} free, yet exhausted"
                             );
                         }
@@ -385,15 +396,64 @@ pub fn pool_ops(data: &[u8]) {
                     assert_eq!(pool.owner_of(port), None);
                 }
             }
-            _ => {
+            9 => {
                 let Some(start_time) = procs.start_time(pid) else {
                     continue;
                 };
                 let owner = Owner { pid, start_time };
-                let was_free = pool.manages(port) && pool.owner_of(port).is_none();
+                let was_free = pool.manages(port)
+                    && pool.owner_of(port).is_none()
+                    && !is_flying(port, &in_flight);
                 assert_eq!(pool.restore(port, owner), was_free);
                 if was_free {
                     model.insert(port, owner);
+                }
+            }
+            10 => {
+                let Some(start_time) = procs.start_time(pid) else {
+                    continue;
+                };
+                let owner = Owner { pid, start_time };
+                let held = pool.held_by(owner) + flying(owner, &in_flight);
+                match pool.take_candidate(owner, &procs, true) {
+                    Ok(port) => {
+                        assert!(pool.manages(port) && !is_flying(port, &in_flight));
+                        assert!(quota == 0 || held < quota, "quota {quota} broken");
+                        if let Some(prev) = model.get(&port) {
+                            assert!(!alive(prev), "port {port} of live {prev:?} taken");
+                        }
+                        in_flight.push((port, owner));
+                    }
+                    Err(Denial::Quota { held: h }) => assert!(quota > 0 && h == held),
+                    Err(Denial::Exhausted) => {
+                        for p in POOL_BASE..POOL_BASE + size {
+                            assert!(
+                                pool.owner_of(p).is_some() || is_flying(p, &in_flight),
+                                "port {p} queued, yet no candidate"
+                            );
+                        }
+                    }
+                    Err(other) => panic!("unexpected denial {other:?}"),
+                }
+            }
+            _ => {
+                if in_flight.is_empty() {
+                    let stranger = Owner { pid, start_time: 0 };
+                    assert!(!pool.finish_candidate(port, stranger, true));
+                    continue;
+                }
+                let (port, owner) = in_flight.swap_remove(usize::from(arg) % in_flight.len());
+                let free = !prober.is_busy(port);
+                assert_eq!(pool.finish_candidate(port, owner, free), free);
+                // Finished once: a second report is refused.
+                assert!(!pool.finish_candidate(port, owner, free));
+                if free {
+                    if let Some(prev) = model.get(&port) {
+                        assert!(!alive(prev), "port {port} of live {prev:?} handed out");
+                        reclaimed += 1;
+                    }
+                    model.insert(port, owner);
+                    allocations += 1;
                 }
             }
         }
@@ -413,7 +473,8 @@ pub fn pool_ops(data: &[u8]) {
         }
         let s = pool.stats();
         assert_eq!(s.managed, u64::from(size));
-        assert_eq!(s.free + s.held, s.managed);
+        assert_eq!(s.probing, in_flight.len() as u64);
+        assert_eq!(s.free + s.held + s.probing, s.managed);
         assert_eq!(s.held, model.len() as u64);
         let owners: HashSet<&Owner> = model.values().collect();
         assert_eq!(s.owners, owners.len() as u64);
