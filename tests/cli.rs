@@ -78,7 +78,7 @@ fn help_and_bad_arguments() {
 
 #[test]
 fn asks_the_portserver_first_and_falls_back() {
-    let ports = kernel_ports(1);
+    let ports = pool_ports(1);
     let (address, server) = embedded(&ports);
     let owner = sleeper();
     let got = port_of(&run(tool()
@@ -185,7 +185,7 @@ fn parallel_invocations_with_holds_get_distinct_ports() {
 
 #[test]
 fn stats_of_a_portserver() {
-    let ports = kernel_ports(2);
+    let ports = pool_ports(2);
     let (address, _server) = embedded(&ports);
     let out = run(tool().args(["--stats", &address]));
     assert!(out.status.success());

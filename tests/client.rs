@@ -174,7 +174,7 @@ fn a_path_address_works() {
 
 #[test]
 fn stats_from_a_real_server_and_from_one_without_the_extension() {
-    let ports = kernel_ports(1);
+    let ports = pool_ports(1);
     let (address, _server) = embedded(&ports);
     let stats = portpick::get_port_server_stats(&address, PATIENCE).unwrap();
     assert_eq!(stats[0].0, "client-request-errors");

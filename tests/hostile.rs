@@ -39,7 +39,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[test]
 fn silent_and_slow_clients_do_not_stall_others() {
-    let ports = kernel_ports(2);
+    let ports = pool_ports(2);
     let address = unique_address("hostile");
     let pool = format!(
         "--portserver_static_pool={0}-{0},{1}-{1}",
@@ -120,7 +120,7 @@ fn silent_and_slow_clients_do_not_stall_others() {
 
 #[test]
 fn a_greedy_pid_meets_its_quota() {
-    let ports = kernel_ports(12);
+    let ports = pool_ports(12);
     let ranges: Vec<String> = ports.iter().map(|p| format!("{p}-{p}")).collect();
     let pool = format!("--portserver_static_pool={}", ranges.join(","));
     let address = unique_address("greedy");
@@ -143,7 +143,7 @@ fn a_greedy_pid_meets_its_quota() {
 
 #[test]
 fn sixteen_threads_for_thirty_two_processes() {
-    let ports = kernel_ports(400);
+    let ports = pool_ports(400);
     let ranges: Vec<String> = ports.iter().map(|p| format!("{p}-{p}")).collect();
     let pool = format!("--portserver_static_pool={}", ranges.join(","));
     let address = unique_address("heavy");

@@ -47,7 +47,7 @@ fn start_time(pid: u32) -> u64 {
 fn reservations_survive_kill_9() {
     let dir = TempDir::new("state");
     let state = dir.path().join("state");
-    let ports = kernel_ports(4);
+    let ports = pool_ports(4);
     let address = unique_address("persist");
     let args = [pool_arg(&ports), state_arg(&state)];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -85,7 +85,7 @@ fn reservations_survive_kill_9() {
 fn owners_gone_while_down_are_dropped() {
     let dir = TempDir::new("state");
     let state = dir.path().join("state");
-    let ports = kernel_ports(2);
+    let ports = pool_ports(2);
     let address = unique_address("persist");
     let args = [pool_arg(&ports), state_arg(&state)];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -116,7 +116,7 @@ fn owners_gone_while_down_are_dropped() {
 fn a_missing_file_is_an_empty_state_and_is_created() {
     let dir = TempDir::new("state");
     let state = dir.path().join("new-state");
-    let ports = kernel_ports(1);
+    let ports = pool_ports(1);
     let address = unique_address("persist");
     let args = [pool_arg(&ports), state_arg(&state)];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -130,7 +130,7 @@ fn a_missing_file_is_an_empty_state_and_is_created() {
 fn a_corrupt_file_is_reported_and_what_can_be_read_is_kept() {
     let dir = TempDir::new("state");
     let state = dir.path().join("state");
-    let ports = kernel_ports(3);
+    let ports = pool_ports(3);
     let owner = sleeper();
     let st = start_time(owner.pid());
     // A good line among garbage, a line for a port outside the pool, and a
@@ -184,7 +184,7 @@ fn an_unwritable_state_file_is_an_error_at_start() {
     std::fs::write(&blocker, "").unwrap();
     // A path below a regular file cannot be created, even by root.
     let state = blocker.join("state");
-    let ports = kernel_ports(1);
+    let ports = pool_ports(1);
     let out = run_portserver(&[
         &format!("--portserver_address={}", unique_address("persist")),
         &pool_arg(&ports),

@@ -203,7 +203,7 @@ fn bound_socket_helpers() {
 
 #[test]
 fn a_portserver_first_then_local_fallback() {
-    let ports = kernel_ports(1);
+    let ports = pool_ports(1);
     let (address, server) = embedded(&ports);
     let picker = Picker::new().lock_dir(None::<&str>);
     let me = std::process::id();

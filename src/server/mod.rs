@@ -374,6 +374,7 @@ struct Counters {
     dropped: AtomicU64,
     stats_requests: AtomicU64,
     pending: AtomicU64,
+    undelivered: AtomicU64,
 }
 
 struct Shared {
@@ -429,6 +430,7 @@ impl Shared {
             ("connections-timed-out", get(&c.timed_out)),
             ("connections-dropped", get(&c.dropped)),
             ("connections-pending", get(&c.pending)),
+            ("replies-undelivered", get(&c.undelivered)),
             ("stats-requests", get(&c.stats_requests)),
             ("uptime-seconds", self.started.elapsed().as_secs()),
         ]
@@ -453,6 +455,9 @@ impl Shared {
                         // The client left (or cannot be written to): it will
                         // never use the port, so it goes back to the pool.
                         lock_or_recover(&self.core).pool.release_port(port, owner);
+                        // Counted after the release: whoever sees the count
+                        // sees the port back in the pool.
+                        self.counters.undelivered.fetch_add(1, Ordering::Relaxed);
                         log!(
                             self.logger,
                             Level::Verbose,

@@ -120,6 +120,69 @@ pub fn kernel_ports(n: usize) -> Vec<u16> {
     ports
 }
 
+/// `n` distinct ports for a test server's pool: free now, below the
+/// kernel's ephemeral range (so no `bind(0)` anywhere is handed one while
+/// the test runs, as a port the kernel just gave out and took back would
+/// be), and claimed by a lock file shared by all test processes of this
+/// target dir, held until this process exits (so test binaries running at
+/// once never share one).
+pub fn pool_ports(n: usize) -> Vec<u16> {
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // Above the default portserver pool and the random-pick range
+    // (15000-24999), below the ephemeral range.
+    const LOW: u16 = 25000;
+    if ephemeral_start < LOW + 1000 {
+        return kernel_ports(n);
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-port-locks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        ^ u64::from(std::process::id()) << 32
+        | 1;
+    let span = u64::from(ephemeral_start - LOW);
+    let mut ports = Vec::with_capacity(n);
+    for _ in 0..100 * span {
+        if ports.len() == n {
+            break;
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let port = LOW + (seed % span) as u16;
+        if ports.contains(&port) {
+            continue;
+        }
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(port.to_string()))
+            .unwrap();
+        // Claim first, probe second: a port another test process holds is
+        // never probed (a probe is a brief bind, which its server would
+        // see as the port being busy).
+        if file.try_lock().is_ok() && portpick::is_port_free(port) {
+            HELD.lock().unwrap().push(file);
+            ports.push(port);
+        }
+    }
+    assert_eq!(
+        ports.len(),
+        n,
+        "not enough free ports below {ephemeral_start}"
+    );
+    ports.sort_unstable();
+    ports
+}
+
 /// Polls `f` until it is true or `PATIENCE` runs out; returns the last value.
 pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + PATIENCE;
