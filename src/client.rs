@@ -110,12 +110,16 @@ impl From<PortServerError> for io::Error {
 }
 
 /// Sends `request` (one line, newline included) to the portserver at
-/// `address` and reads its whole answer, within `timeout`.
+/// `address` and reads its whole answer, within `timeout`. With
+/// `one_line`, the answer ends at its first newline, as Python's client
+/// takes it: a server that answers but holds the connection open still
+/// gave its port.
 pub(crate) fn exchange(
     address: &str,
     request: &[u8],
     timeout: Duration,
     limit: usize,
+    one_line: bool,
 ) -> Result<Vec<u8>, PortServerError> {
     let addr: PortServerAddress = address
         .parse()
@@ -128,7 +132,10 @@ pub(crate) fn exchange(
     };
     let sockaddr = addr.to_socket_addr().map_err(connect_err)?;
     // A unix connect does not wait for the server to accept: it returns as
-    // soon as the connection is queued, so only the read below can stall.
+    // soon as the connection is queued. It blocks, with no limit std lets us
+    // set, only when the server's listen queue is full (a server that has
+    // stopped accepting; Python's client hangs there too). Everything after
+    // it is bounded by `timeout`.
     let mut stream = UnixStream::connect_addr(&sockaddr).map_err(connect_err)?;
     let deadline = Instant::now() + timeout;
     let io_err = |source: io::Error| {
@@ -172,6 +179,9 @@ pub(crate) fn exchange(
                         reply,
                     });
                 }
+                if one_line && reply.contains(&b'\n') {
+                    return Ok(reply);
+                }
                 if Instant::now() > deadline {
                     return Err(io_err(io::ErrorKind::TimedOut.into()));
                 }
@@ -200,7 +210,7 @@ pub fn get_port_from_port_server_with_timeout(
     let pid = pid.unwrap_or_else(std::process::id);
     let mut line = itoa_u32(pid);
     line.push(b'\n');
-    let reply = exchange(address, &line, timeout, 64)?;
+    let reply = exchange(address, &line, timeout, 64, true)?;
     match protocol::parse_reply(&reply) {
         Ok(Some(port)) => Ok(port),
         Ok(None) => Err(PortServerError::NoPort {
@@ -232,7 +242,7 @@ pub fn get_port_server_stats(
     address: &str,
     timeout: Duration,
 ) -> Result<Vec<(String, u64)>, PortServerError> {
-    let reply = exchange(address, protocol::STATS_REQUEST, timeout, 64 * 1024)?;
+    let reply = exchange(address, protocol::STATS_REQUEST, timeout, 64 * 1024, false)?;
     if reply.is_empty() {
         return Err(PortServerError::NoPort {
             address: address.to_string(),

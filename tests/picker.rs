@@ -1,5 +1,6 @@
 //! The pick algorithm and its bookkeeping: a scripted `Prober` drives it
 //! deterministically; real sockets check what it hands out.
+#![cfg(unix)]
 
 mod support;
 
@@ -17,6 +18,7 @@ struct Script {
     kernel: Mutex<VecDeque<u16>>,
     busy: Mutex<HashSet<(u16, Protocol)>>,
     asked: Mutex<Vec<(u16, Protocol)>>,
+    kernel_asked: Mutex<Vec<Protocol>>,
 }
 
 impl Script {
@@ -30,6 +32,12 @@ impl Script {
         self.busy.lock().unwrap().insert((port, proto));
         self
     }
+    fn asked(&self) -> Vec<(u16, Protocol)> {
+        self.asked.lock().unwrap().clone()
+    }
+    fn kernel_asked(&self) -> Vec<Protocol> {
+        self.kernel_asked.lock().unwrap().clone()
+    }
 }
 
 impl Prober for Script {
@@ -37,7 +45,8 @@ impl Prober for Script {
         self.asked.lock().unwrap().push((port, proto));
         !self.busy.lock().unwrap().contains(&(port, proto))
     }
-    fn kernel_port(&self, _: Protocol) -> Option<u16> {
+    fn kernel_port(&self, proto: Protocol) -> Option<u16> {
+        self.kernel_asked.lock().unwrap().push(proto);
         self.kernel.lock().unwrap().pop_front()
     }
 }
@@ -52,6 +61,16 @@ impl Prober for Nothing {
     fn kernel_port(&self, _: Protocol) -> Option<u16> {
         None
     }
+}
+
+/// Tests that use the process-wide picker take turns: one test's reserved
+/// port must not be handed to another's pick.
+static GLOBAL: Mutex<()> = Mutex::new(());
+
+fn global_turn() -> std::sync::MutexGuard<'static, ()> {
+    GLOBAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn no_locks<P: Prober>(p: P) -> Picker<P> {
@@ -177,6 +196,7 @@ fn a_picked_port_binds_tcp_and_udp_on_v4_and_v6() {
 
 #[test]
 fn the_free_functions_work_from_many_threads() {
+    let _turn = global_turn();
     let ports: Vec<u16> = in_threads(4, |_| {
         (0..25)
             .map(|_| portpick::pick_unused_port().unwrap())
@@ -225,4 +245,211 @@ fn a_portserver_first_then_local_fallback() {
     // Unreachable server: still a port, and soon.
     let (_, source) = picker.pick_with_source(Some(me), Some(&address)).unwrap();
     assert_eq!(source, Source::Local);
+}
+
+#[test]
+fn random_fallback_after_ten_busy_kernel_ports() {
+    // Ten kernel ports, each busy on UDP: exactly ten kernel tries (all
+    // for TCP), then random ports in 15000..25000.
+    let kernel: Vec<u16> = (30001..30012).collect();
+    let mut script = Script::new(&kernel);
+    for &p in &kernel {
+        script = script.busy(p, Protocol::Udp);
+    }
+    let picker = no_locks(script).seed(11);
+    let port = picker.pick_unused_port().unwrap();
+    assert!((15000..25000).contains(&port), "{port}");
+    assert_eq!(picker.prober().kernel_asked(), vec![Protocol::Tcp; 10]);
+    // The eleventh kernel port was never offered.
+    assert_eq!(picker.prober().kernel.lock().unwrap().len(), 1);
+    let asked = picker.prober().asked();
+    assert!(asked[..10].iter().all(|&(_, proto)| proto == Protocol::Udp));
+    assert!(asked.ends_with(&[(port, Protocol::Tcp), (port, Protocol::Udp)]));
+}
+
+#[test]
+fn kernel_port_zero_or_none_is_skipped() {
+    struct ZeroThenNone(Mutex<u32>);
+    impl Prober for ZeroThenNone {
+        fn is_free(&self, port: u16, _: Protocol) -> bool {
+            assert_ne!(port, 0, "port 0 was probed");
+            true
+        }
+        fn kernel_port(&self, _: Protocol) -> Option<u16> {
+            let mut n = self.0.lock().unwrap();
+            *n += 1;
+            match *n {
+                1..=5 => Some(0),
+                6..=9 => None,
+                _ => Some(30005),
+            }
+        }
+    }
+    let picker = no_locks(ZeroThenNone(Mutex::new(0)));
+    assert_eq!(picker.pick_unused_port(), Ok(30005));
+}
+
+#[test]
+fn busy_random_ports_are_skipped_and_the_seed_decides() {
+    /// No kernel ports; random ports are busy on TCP or UDP by parity
+    /// (odd: TCP busy; multiples of 4: UDP busy).
+    struct Parity(Mutex<Vec<(u16, Protocol)>>);
+    impl Prober for Parity {
+        fn is_free(&self, port: u16, proto: Protocol) -> bool {
+            self.0.lock().unwrap().push((port, proto));
+            match proto {
+                Protocol::Tcp => port.is_multiple_of(2),
+                Protocol::Udp => !port.is_multiple_of(4),
+            }
+        }
+        fn kernel_port(&self, _: Protocol) -> Option<u16> {
+            None
+        }
+    }
+    let run = |seed: u64| {
+        let picker = no_locks(Parity(Mutex::new(Vec::new()))).seed(seed);
+        let ports: Vec<u16> = (0..20)
+            .filter_map(|_| picker.pick_unused_port().ok())
+            .collect();
+        for &p in &ports {
+            assert!((15000..25000).contains(&p) && p % 4 == 2, "{p}");
+        }
+        let asked = picker.prober().0.lock().unwrap().clone();
+        (ports, asked)
+    };
+    let (a, asked) = run(3);
+    assert!(
+        a.len() >= 15,
+        "only {} of 20 picks found a port: {a:?}",
+        a.len()
+    );
+    // Probed on UDP only when free on TCP.
+    assert!(asked
+        .iter()
+        .all(|&(p, proto)| proto == Protocol::Tcp || p % 2 == 0));
+    let distinct: BTreeSet<u16> = a.iter().copied().collect();
+    assert_eq!(distinct.len(), a.len(), "{a:?}");
+    assert_eq!(run(3).0, a, "same seed, same ports");
+    assert_ne!(run(4).0, a, "another seed, other ports");
+}
+
+#[test]
+fn one_picker_shared_by_threads_never_hands_a_port_out_twice() {
+    /// "The kernel" keeps offering the same 40 ports, as bind(0) may.
+    struct Few(std::sync::atomic::AtomicUsize);
+    impl Prober for Few {
+        fn is_free(&self, _: u16, _: Protocol) -> bool {
+            true
+        }
+        fn kernel_port(&self, _: Protocol) -> Option<u16> {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Some(30000 + (n % 40) as u16)
+        }
+    }
+    let picker = no_locks(Few(Default::default()));
+    let ports: Vec<u16> = in_threads(8, |_| {
+        (0..25)
+            .map(|_| picker.pick_unused_port().unwrap())
+            .collect()
+    });
+    let distinct: BTreeSet<u16> = ports.iter().copied().collect();
+    assert_eq!(distinct.len(), 200, "repeats among {ports:?}");
+    assert_eq!(picker.outstanding().len(), 200);
+    // The 40 offered ports were all used before random ones.
+    assert!((30000..30040).all(|p| distinct.contains(&p)));
+}
+
+#[test]
+fn no_repeats_over_a_thousand_picks_of_the_global_picker() {
+    let _turn = global_turn();
+    let mut seen = BTreeSet::new();
+    for i in 0..1000 {
+        let port = portpick::pick_unused_port().unwrap();
+        assert!(seen.insert(port), "port {port} repeated at pick {i}");
+    }
+    for port in seen {
+        assert!(portpick::return_port(port));
+    }
+}
+
+#[test]
+fn bound_sockets_serve_on_both_families() {
+    use std::io::{Read, Write};
+    let tcp = portpick::bind_unused_tcp().unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let mut targets = vec!["127.0.0.1".to_string()];
+    if TcpListener::bind("[::1]:0").is_ok() {
+        targets.push("::1".to_string());
+    }
+    for host in &targets {
+        let mut c = std::net::TcpStream::connect((host.as_str(), port)).unwrap();
+        let (mut s, _) = tcp.accept().unwrap();
+        c.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping", "via {host}");
+    }
+    let udp = portpick::bind_unused_udp().unwrap();
+    udp.set_read_timeout(Some(PATIENCE)).unwrap();
+    let uport = udp.local_addr().unwrap().port();
+    for host in &targets {
+        let any = if host.contains(':') {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        };
+        let c = UdpSocket::bind(any).unwrap();
+        c.send_to(b"pong", (host.as_str(), uport)).unwrap();
+        let mut buf = [0u8; 8];
+        let (n, _) = udp.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"pong", "via {host}");
+    }
+}
+
+#[test]
+fn a_reserved_port_comes_before_the_portserver() {
+    let ports = pool_ports(1);
+    let (address, _server) = embedded(&ports);
+    let picker = no_locks(Script::new(&[30001]));
+    picker.add_reserved_port(20005);
+    assert_eq!(
+        picker.pick_with_source(None, Some(&address)),
+        Ok((20005, Source::Reserved))
+    );
+    // Reserved ports are not probed: they were vouched for.
+    assert!(picker.prober().asked().is_empty());
+    assert_eq!(
+        picker.pick_with_source(None, Some(&address)),
+        Ok((ports[0], Source::PortServer))
+    );
+    // A portserver's port is not probed or offered by the kernel either.
+    assert!(picker.prober().kernel_asked().is_empty());
+    let mut want = vec![20005, ports[0]];
+    want.sort_unstable();
+    assert_eq!(picker.outstanding(), want);
+}
+
+#[test]
+fn the_free_function_with_a_portserver_and_a_pid() {
+    let _turn = global_turn();
+    let ports = pool_ports(2);
+    let (address, _server) = embedded(&ports);
+    let owner = sleeper();
+    let got = portpick::pick_unused_port_for(Some(owner.pid()), Some(&address)).unwrap();
+    assert!(ports.contains(&got), "{got} not from {ports:?}");
+    // A pid the server will not serve (dead): a local port instead.
+    let local = portpick::pick_unused_port_for(Some(dead_pid()), Some(&address)).unwrap();
+    assert!(
+        !ports.contains(&local),
+        "{local} from the pool for a dead pid"
+    );
+    assert!(portpick::return_port(got));
+    assert!(portpick::return_port(local));
+    // The portserver port is now reserved in this process: handed out
+    // first, without asking the server.
+    assert_eq!(
+        portpick::pick_unused_port_for(None, Some(&address)),
+        Ok(got)
+    );
+    assert!(portpick::return_port(got));
 }

@@ -1,11 +1,14 @@
 //! Two pickers sharing a lock directory (as two processes would) under
 //! random pick / return / reserve / guard sequences: a locally picked port
-//! is never held by both, returns release the claim, reserved ports come
-//! first, and each picker's bookkeeping matches a model.
+//! is never held by both, an outsider on the same directory can claim a
+//! port exactly when neither holds it (so returns release the claim),
+//! reserved ports come first, and each picker's bookkeeping matches a model.
+#![cfg(unix)]
 
 mod support;
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Mutex;
 
 use portpick::{Picker, Prober, Protocol, Source};
@@ -34,12 +37,28 @@ impl Prober for Cycle {
     }
 }
 
+/// "The kernel" offers one chosen port; every port probes free. So a picker
+/// on it gets that port exactly when no one holds its lock.
+struct Offer(AtomicU16);
+
+impl Prober for Offer {
+    fn is_free(&self, _: u16, _: Protocol) -> bool {
+        true
+    }
+    fn kernel_port(&self, _: Protocol) -> Option<u16> {
+        Some(self.0.load(Ordering::Relaxed))
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Pick(bool),
     Return(bool, usize),
     Reserve(u16),
     Guard(bool),
+    /// Whether an outsider (a third picker on the same directory) can
+    /// claim a port: exactly when neither picker holds it locally.
+    Check(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -48,6 +67,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (any::<bool>(), 0..16usize).prop_map(|(w, i)| Op::Return(w, i)),
         1 => (20000u16..20004).prop_map(Op::Reserve),
         1 => any::<bool>().prop_map(Op::Guard),
+        2 => (0..32usize).prop_map(Op::Check),
     ]
 }
 
@@ -63,7 +83,7 @@ struct Model {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 128,
+        cases: 256,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
@@ -82,6 +102,8 @@ proptest! {
                     let i = usize::from(w);
                     let (port, source) = pickers[i].pick_with_source(None, None).unwrap();
                     let m = &mut models[i];
+                    // Reserved ports first, and only while there are any.
+                    prop_assert_eq!(source == Source::Reserved, !m.reserved.is_empty());
                     match source {
                         Source::Reserved => {
                             // The lowest reserved port comes first.
@@ -124,6 +146,22 @@ proptest! {
                 Op::Reserve(port) => {
                     pickers[0].add_reserved_port(port);
                     models[0].reserved.insert(port);
+                }
+                Op::Check(k) => {
+                    // The kernel's ports and every port either picker holds.
+                    let mut candidates: Vec<u16> = (31000..31006).collect();
+                    candidates.extend(models.iter().flat_map(|m| m.local.iter().copied()));
+                    let port = candidates[k % candidates.len()];
+                    let outsider = Picker::with_prober(Offer(AtomicU16::new(port)))
+                        .lock_dir(Some(dir.path()))
+                        .seed(3);
+                    let (got, source) = outsider.pick_with_source(None, None).unwrap();
+                    prop_assert_eq!(source, Source::Local);
+                    let held = models.iter().any(|m| m.local.contains(&port));
+                    prop_assert_eq!(got == port, !held,
+                        "port {} held: {}, outsider got {}", port, held, got);
+                    // The outsider's claim ends with it.
+                    drop(outsider);
                 }
             }
             for (p, m) in pickers.iter().zip(&models) {

@@ -1,6 +1,9 @@
 //! `is_port_free`, `bind` and `SocketProber` against real sockets, as
 //! Python's `test_is_port_free` checks: a port held by any one of TCP/UDP x
 //! IPv4/IPv6 (v6-only or dual-stack) is not free.
+#![cfg(unix)]
+
+mod support;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 
@@ -10,12 +13,31 @@ fn has_ipv6() -> bool {
     TcpListener::bind("[::1]:0").is_ok()
 }
 
-/// A port nobody holds now, from the kernel.
+/// A port nobody holds now, below the kernel's ephemeral range (so no
+/// `bind(0)` in a test running beside this one is handed it) and claimed
+/// against other test processes: see `support::pool_ports`.
 fn fresh_port() -> u16 {
-    portpick::Picker::new()
-        .lock_dir(None::<&str>)
-        .pick_unused_port()
-        .unwrap()
+    support::pool_ports(1)[0]
+}
+
+/// Whether /proc lists a TCP connection in TIME_WAIT on local `port`
+/// (`None`: /proc/net is not readable here).
+fn in_time_wait(port: u16) -> Option<bool> {
+    let mut any_table = false;
+    let mut found = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        any_table = true;
+        found |= text.lines().skip(1).any(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f.get(1).and_then(|a| a.rsplit(':').next());
+            local_port.and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port)
+                && f.get(3) == Some(&"06")
+        });
+    }
+    any_table.then_some(found)
 }
 
 // Held only to keep the socket open.
@@ -95,4 +117,108 @@ fn kernel_ports_are_bindable() {
 #[test]
 fn port_zero_is_never_free() {
     assert!(!portpick::is_port_free(0));
+}
+
+#[test]
+fn a_holder_on_one_protocol_leaves_the_other_free() {
+    let port = fresh_port();
+    let tcp = TcpListener::bind(("0.0.0.0", port)).unwrap();
+    assert!(!SocketProber.is_free(port, Protocol::Tcp));
+    assert!(SocketProber.is_free(port, Protocol::Udp));
+    assert_eq!(bind(port, Protocol::Udp), Some(port));
+    drop(tcp);
+    let udp = UdpSocket::bind(("0.0.0.0", port)).unwrap();
+    assert!(SocketProber.is_free(port, Protocol::Tcp));
+    assert!(!SocketProber.is_free(port, Protocol::Udp));
+    assert!(!portpick::is_port_free(port));
+    drop(udp);
+}
+
+#[test]
+fn bind_does_not_keep_the_port() {
+    // Python's `bind` probes: the socket is closed before it returns.
+    for proto in [Protocol::Tcp, Protocol::Udp] {
+        let port = bind(0, proto).unwrap();
+        assert_eq!(bind(port, proto), Some(port), "{proto:?}");
+        assert_eq!(bind(port, proto), Some(port), "{proto:?} again");
+    }
+    let port = bind(0, Protocol::Tcp).unwrap();
+    let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    drop(l);
+    assert!(SocketProber.is_free(port, Protocol::Tcp));
+}
+
+#[test]
+fn the_local_port_of_an_outgoing_connection_is_busy() {
+    // A client socket bound by connect() holds its port too.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let port = client.local_addr().unwrap().port();
+    assert!(!SocketProber.is_free(port, Protocol::Tcp));
+    assert!(!portpick::is_port_free(port));
+    drop((client, listener));
+}
+
+#[test]
+fn a_port_in_time_wait_counts_as_free() {
+    // As Python's portpicker (SO_REUSEADDR): connections that are closing
+    // do not stop a new server from binding the port.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (server_side, _) = listener.accept().unwrap();
+    // The side that closes first keeps the connection in TIME_WAIT.
+    drop(server_side);
+    let mut buf = [0u8; 1];
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(std::io::Read::read(&mut &client, &mut buf).unwrap(), 0);
+    drop(client);
+    drop(listener);
+    // The test means something only if the connection is in TIME_WAIT.
+    assert_ne!(in_time_wait(port), Some(false), "no TIME_WAIT on {port}");
+    assert!(
+        SocketProber.is_free(port, Protocol::Tcp),
+        "port {port} in TIME_WAIT"
+    );
+    // And a server can bind it, as the probe promised.
+    let again = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    drop(again);
+}
+
+#[test]
+fn kernel_ports_are_free_and_usable_on_their_protocol() {
+    for proto in [Protocol::Tcp, Protocol::Udp] {
+        let port = SocketProber.kernel_port(proto).unwrap();
+        assert_ne!(port, 0);
+        // The probe socket is gone: the port is free for the caller.
+        assert!(SocketProber.is_free(port, proto), "{proto:?} {port}");
+    }
+    // The trait's default: both protocols, and never port 0.
+    assert!(!SocketProber.is_port_free(0));
+    assert!(!SocketProber.is_free(0, Protocol::Tcp));
+    assert!(!SocketProber.is_free(0, Protocol::Udp));
+}
+
+#[test]
+fn a_port_from_pick_unused_port_binds_everywhere() {
+    let port = portpick::pick_unused_port().unwrap();
+    let mut held = vec![
+        Holder::Tcp(TcpListener::bind(("0.0.0.0", port)).unwrap()),
+        Holder::Udp(UdpSocket::bind(("0.0.0.0", port)).unwrap()),
+    ];
+    if has_ipv6() {
+        // [::1] is v6-only by its address, so it coexists with 0.0.0.0.
+        held.push(Holder::Tcp(TcpListener::bind(("::1", port)).unwrap()));
+        held.push(Holder::Udp(UdpSocket::bind(("::1", port)).unwrap()));
+    }
+    drop(held);
+    if has_ipv6() {
+        // And alone, the dual-stack wildcard.
+        let t = TcpListener::bind(("::", port)).unwrap();
+        let u = UdpSocket::bind(("::", port)).unwrap();
+        drop((t, u));
+    }
+    assert!(portpick::return_port(port));
 }
