@@ -19,12 +19,13 @@ use std::hint::black_box;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use portpick::server::{Level, PortServer, ProcessTable, ServerConfig, ServerHandle};
-use portpick::{PortServerAddress, Prober, Protocol};
+use portpick::__private::fakes::{FakeProber, FakeProcesses};
+use portpick::server::{Level, PortServer, ServerConfig, ServerHandle};
+use portpick::PortServerAddress;
 
 /// Pool size for every server here, as Python's default pool.
 const POOL: std::ops::RangeInclusive<u16> = 15000..=24999;
@@ -98,37 +99,6 @@ fn floor_server(address: &str) {
     });
 }
 
-/// Says every port is free: isolates the server from the kernel's binds.
-struct AllFree;
-
-impl Prober for AllFree {
-    fn is_free(&self, _port: u16, _protocol: Protocol) -> bool {
-        true
-    }
-    fn kernel_port(&self, _protocol: Protocol) -> Option<u16> {
-        None
-    }
-}
-
-/// Every pid runs (start time 1) unless marked dead: no `/proc`, and an
-/// owner can die at a chosen moment.
-#[derive(Default)]
-struct FakeTable {
-    dead: Mutex<HashSet<u32>>,
-}
-
-impl FakeTable {
-    fn kill(&self, pid: u32) {
-        self.dead.lock().expect("lock").insert(pid);
-    }
-}
-
-impl ProcessTable for FakeTable {
-    fn start_time(&self, pid: u32) -> Option<u64> {
-        (!self.dead.lock().ok()?.contains(&pid)).then_some(1)
-    }
-}
-
 fn config(address: &str, ports: impl IntoIterator<Item = u16>) -> ServerConfig {
     ServerConfig::new(address.parse().expect("address"))
         .ports(ports)
@@ -146,11 +116,13 @@ fn real_server(ports: &[u16]) -> (ServerHandle, UnixAddr) {
 }
 
 /// Our server with a fake prober (all free) and a fake process table.
-fn fake_server() -> (ServerHandle, UnixAddr, Arc<FakeTable>) {
+fn fake_server() -> (ServerHandle, UnixAddr, Arc<FakeProcesses>) {
     let address = unique("fake");
-    let table = Arc::new(FakeTable::default());
+    // Every pid runs (start time 1) until ended: no `/proc`, and an owner
+    // can die at a chosen moment.
+    let table = Arc::new(FakeProcesses::everyone(1));
     let server = PortServer::new(config(&address, FAKE_POOL))
-        .prober(AllFree)
+        .prober(FakeProber::new())
         .process_table(Arc::clone(&table))
         .start()
         .expect("start the server");
@@ -403,7 +375,7 @@ fn main() {
         let t = Instant::now();
         assert!(round_trip(&addr, FAKE_PID).is_some());
         before.push(t.elapsed());
-        table.kill(fake_pids[37]);
+        table.end(fake_pids[37]);
         let t = Instant::now();
         assert!(round_trip(&addr, FAKE_PID).is_some());
         after.push(t.elapsed());
@@ -415,7 +387,7 @@ fn main() {
         let t = Instant::now();
         assert!(round_trip(&addr, FAKE_PID).is_none());
         full_before.push(t.elapsed());
-        table.kill(fake_pids[37]);
+        table.end(fake_pids[37]);
         let t = Instant::now();
         let mut n = 1;
         while round_trip(&addr, FAKE_PID).is_none() {

@@ -64,15 +64,16 @@ mod client;
 mod lock;
 mod picker;
 mod probe;
-pub mod protocol;
+mod protocol;
 mod rand;
 pub mod server;
+mod testkit;
 
 pub use address::{AddressError, PortServerAddress};
 pub use client::{
     get_port_from_port_server_with_timeout, get_port_server_stats, PortServerError, DEFAULT_TIMEOUT,
 };
-pub use lock::{DEFAULT_LOCK_DIR, LOCK_DIR_ENV};
+pub use lock::LOCK_DIR_ENV;
 pub use picker::{NoFreePortError, Picker, PortGuard, Source, PORTSERVER_ADDRESS_ENV};
 pub use probe::{bind, Prober, Protocol, SocketProber};
 
@@ -81,7 +82,7 @@ use std::net::{TcpListener, UdpSocket};
 use std::sync::OnceLock;
 
 /// The process-wide picker behind the free functions.
-pub fn global() -> &'static Picker {
+fn global() -> &'static Picker {
     static GLOBAL: OnceLock<Picker> = OnceLock::new();
     GLOBAL.get_or_init(Picker::new)
 }
@@ -186,14 +187,44 @@ pub fn bind_unused_udp() -> io::Result<UdpSocket> {
         })
 }
 
-#[doc(hidden)]
-#[path = "fuzzing.rs"]
-pub mod __fuzz;
-
+/// For the binaries, benches, fuzz targets and tests; not a stable API,
+/// not covered by semver.
 #[doc(hidden)]
 pub mod __private {
-    //! For the `portpicker` tool and the benches; not a stable API.
+    pub use crate::lock::DEFAULT_LOCK_DIR;
     pub use crate::probe::{hold_tcp, hold_udp, Held};
+    /// The wire format: pure functions over bytes.
+    pub mod protocol {
+        pub use crate::protocol::*;
+    }
+    pub use crate::testkit::{fakes, fuzz, pool_model};
+
+    /// The portserver's insides.
+    pub mod server {
+        pub use crate::server::config::{
+            parse_args, ArgsError, Command, DEFAULT_ADDRESS, DEFAULT_MAX_PORTS_PER_PID,
+            DEFAULT_POOL, USAGE,
+        };
+        pub use crate::server::log::Logger;
+        pub use crate::server::pool::{
+            allocate_with, Attempt, Pool, PoolStats, Step, MAX_PROBES_PER_REQUEST,
+            OWNER_CHECKS_PER_REQUEST,
+        };
+        pub use crate::server::process::{parse_stat, Owner, ProcFs, ProcStat, StatError};
+        pub use crate::server::ranges::{
+            kernel_overlap, parse_kernel_list, parse_kernel_range, parse_port_ranges,
+            KernelOverlap, RangeError,
+        };
+        pub use crate::server::restore::{restore, RestoreReport};
+        pub use crate::server::state::{
+            format_entry, format_header, parse_state, StateContents, StateFile, StateLineError,
+        };
+    }
+
+    /// The process-wide picker behind the free functions.
+    pub fn global() -> &'static crate::Picker {
+        crate::global()
+    }
 
     /// Takes the cross-process claim of a locally picked port, to hand it to
     /// another process.
@@ -216,5 +247,6 @@ fn assert_send_sync() {
     check::<NoFreePortError>();
     check::<PortServerAddress>();
     check::<server::ServerHandle>();
-    check::<server::Pool>();
+    check::<server::Stopper>();
+    check::<server::PortServer>();
 }

@@ -83,7 +83,7 @@ pub fn is_complete(buf: &[u8]) -> bool {
 /// first newline.
 ///
 /// ```
-/// use portpick::protocol::{parse_request, Request, RequestError};
+/// use portpick::__private::protocol::{parse_request, Request, RequestError};
 /// assert_eq!(parse_request(b"1234\n"), Ok(Request::Allocate { pid: 1234 }));
 /// assert_eq!(parse_request(b"stats\n"), Ok(Request::Stats));
 /// assert_eq!(parse_request(b"-5"), Ok(Request::Allocate { pid: -5 }));
@@ -130,6 +130,76 @@ pub fn parse_request(buf: &[u8]) -> Result<Request, RequestError> {
     })
 }
 
+/// Why a request got no port (the server answers them all alike: it closes
+/// without a word; the reason goes to its log and its counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Denial {
+    /// Pid 0 or negative.
+    InvalidPid,
+    /// Pid 1: the client was reparented to init and meant its parent.
+    Init,
+    /// Not below [`PID_MAX_LIMIT`].
+    PidOutOfRange,
+    /// No process with that pid runs.
+    NotRunning,
+    /// The owner already holds its quota.
+    Quota {
+        /// How many ports it holds.
+        held: usize,
+    },
+    /// Every port is held or in use outside the server.
+    Exhausted,
+    /// The allocation could not be recorded in the state file.
+    NotPersisted,
+    /// The process table could not tell whether the pid runs (the server
+    /// is out of file descriptors, say).
+    CannotCheck,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Denial::InvalidPid => f.write_str("invalid pid"),
+            Denial::Init => f.write_str("pid 1 (init)"),
+            Denial::PidOutOfRange => f.write_str("pid out of range"),
+            Denial::NotRunning => f.write_str("no such process"),
+            Denial::Quota { held } => write!(f, "quota reached ({held} ports held)"),
+            Denial::Exhausted => f.write_str("all ports in use"),
+            Denial::NotPersisted => f.write_str("state file write failed"),
+            Denial::CannotCheck => f.write_str("cannot tell whether the pid runs"),
+        }
+    }
+}
+
+/// Linux's `PID_MAX_LIMIT` (2^22): `kernel.pid_max` cannot be set above
+/// it, so every pid is below it.
+pub const PID_MAX_LIMIT: i64 = 1 << 22;
+
+/// Checks a requested pid before any system call: 0 and negative are
+/// invalid, 1 is init (the client was reparented and meant its parent), and
+/// no pid reaches [`PID_MAX_LIMIT`].
+///
+/// ```
+/// use portpick::__private::protocol::{check_pid, Denial, PID_MAX_LIMIT};
+/// assert_eq!(check_pid(1234), Ok(1234));
+/// assert_eq!(check_pid(1), Err(Denial::Init));
+/// assert_eq!(check_pid(PID_MAX_LIMIT), Err(Denial::PidOutOfRange));
+/// ```
+///
+/// # Errors
+///
+/// [`Denial::InvalidPid`], [`Denial::Init`] or [`Denial::PidOutOfRange`].
+pub fn check_pid(pid: i64) -> Result<u32, Denial> {
+    match pid {
+        i64::MIN..=0 => Err(Denial::InvalidPid),
+        1 => Err(Denial::Init),
+        p if p >= PID_MAX_LIMIT => Err(Denial::PidOutOfRange),
+        // Below 2^22, so it fits.
+        p => Ok(p as u32),
+    }
+}
+
 /// Writes the answer for a port: `PORT\n`.
 pub fn format_reply(port: u16) -> Vec<u8> {
     format!("{port}\n").into_bytes()
@@ -152,7 +222,7 @@ impl std::error::Error for ReplyError {}
 /// first line counts and white space around the number is allowed.
 ///
 /// ```
-/// use portpick::protocol::parse_reply;
+/// use portpick::__private::protocol::parse_reply;
 /// assert_eq!(parse_reply(b"15000\n"), Ok(Some(15000)));
 /// assert_eq!(parse_reply(b""), Ok(None));
 /// assert!(parse_reply(b"nope\n").is_err());
@@ -166,7 +236,7 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<u16>, ReplyError> {
         return Ok(None);
     }
     let line = buf.split(|&b| b == b'\n').next().unwrap_or(buf);
-    let line = line.trim_ascii();
+    let line = trim_ascii(line);
     if line.is_empty() || line.len() > 5 || !line.iter().all(u8::is_ascii_digit) {
         return Err(ReplyError);
     }
@@ -200,4 +270,21 @@ pub fn parse_stats(buf: &[u8]) -> Option<Vec<(String, u64)>> {
             Some((name.to_string(), value.parse().ok()?))
         })
         .collect()
+}
+
+/// `<[u8]>::trim_ascii`, which is newer (1.80) than our minimum Rust.
+fn trim_ascii(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if !first.is_ascii_whitespace() {
+            break;
+        }
+        s = rest;
+    }
+    while let [rest @ .., last] = s {
+        if !last.is_ascii_whitespace() {
+            break;
+        }
+        s = rest;
+    }
+    s
 }

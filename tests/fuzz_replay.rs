@@ -8,11 +8,11 @@ use std::path::PathBuf;
 type Target = fn(&[u8]);
 
 const TARGETS: &[(&str, Target)] = &[
-    ("request", portpick::__fuzz::request),
-    ("stat", portpick::__fuzz::stat),
-    ("ranges", portpick::__fuzz::ranges),
-    ("state", portpick::__fuzz::state),
-    ("pool_ops", portpick::__fuzz::pool_ops),
+    ("request", portpick::__private::fuzz::request),
+    ("stat", portpick::__private::fuzz::stat),
+    ("ranges", portpick::__private::fuzz::ranges),
+    ("state", portpick::__private::fuzz::state),
+    ("pool_ops", portpick::__private::fuzz::pool_ops),
 ];
 
 fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {

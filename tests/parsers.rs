@@ -2,14 +2,15 @@
 //! ranges, state files, addresses and the portserver's flags. Examples
 //! first, then properties over random input (none may panic).
 
-use portpick::protocol::{
+use portpick::__private::protocol::{
     format_reply, format_stats, is_complete, parse_reply, parse_request, parse_stats, Request,
     RequestError, MAX_REQUEST_LEN,
 };
-use portpick::server::{
-    parse_args, parse_port_ranges, parse_stat, parse_state, ArgsError, Command, Level, RangeError,
+use portpick::__private::server::{
+    parse_args, parse_port_ranges, parse_stat, parse_state, ArgsError, Command, RangeError,
     StatError,
 };
+use portpick::server::Level;
 use portpick::PortServerAddress;
 use proptest::prelude::*;
 

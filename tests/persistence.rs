@@ -5,11 +5,12 @@
 
 mod support;
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use portpick::server::{Level, PortServer, ProcessTable, ServerConfig, ServerError};
+use portpick::__private::fakes::{FakeProber, FakeProcesses};
+use portpick::server::{Level, PortServer, ServerConfig, ServerError};
 use support::*;
 
 fn state_arg(path: &std::path::Path) -> String {
@@ -40,7 +41,9 @@ fn journal(path: &std::path::Path) -> Vec<(u16, u32, u64)> {
 
 fn start_time(pid: u32) -> u64 {
     let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap();
-    portpick::server::parse_stat(&stat).unwrap().start_time
+    portpick::__private::server::parse_stat(&stat)
+        .unwrap()
+        .start_time
 }
 
 #[test]
@@ -208,22 +211,13 @@ fn an_unwritable_state_file_is_an_error_at_start() {
     }
 }
 
-#[derive(Default, Clone)]
-struct Table(Arc<Mutex<HashMap<u32, u64>>>);
-
-impl ProcessTable for Table {
-    fn start_time(&self, pid: u32) -> Option<u64> {
-        self.0.lock().unwrap().get(&pid).copied()
-    }
-}
-
 /// Thousands of allocations by owners that come and go: the journal is
 /// compacted, stays small, and still holds exactly the live reservations.
 #[test]
 fn the_journal_is_compacted() {
     let dir = TempDir::new("state");
     let state = dir.path().join("state");
-    let table = Table::default();
+    let table = Arc::new(FakeProcesses::new());
     let ports: Vec<u16> = (40000..40040).collect();
     let config = ServerConfig::new(unique_address("compact").parse().unwrap())
         .ports(ports.clone())
@@ -232,8 +226,8 @@ fn the_journal_is_compacted() {
         .log_level(Level::Error);
     let address = config.address.to_string();
     let server = PortServer::new(config)
-        .prober(AllFree)
-        .process_table(table.clone())
+        .prober(FakeProber::new())
+        .process_table(Arc::clone(&table))
         .start()
         .unwrap();
     let mut pid = 1000;
@@ -241,13 +235,13 @@ fn the_journal_is_compacted() {
         // 30 owners take one port each, then all but the last die.
         for _ in 0..30 {
             pid += 1;
-            table.0.lock().unwrap().insert(pid, round);
+            table.start(pid, round);
             assert!(ask(&address, pid).is_some(), "round {round} pid {pid}");
         }
-        let mut t = table.0.lock().unwrap();
-        let keep = pid;
-        t.retain(|&p, _| p == keep || p < 1001);
-        drop(t);
+        // This round's 29 and the last round's survivor.
+        for dead in pid - 30..pid {
+            table.end(dead);
+        }
         assert!(eventually(|| stat(&address, "num-ports-held") <= 1));
     }
     assert_eq!(stat(&address, "total-allocations"), 70 * 30);
@@ -262,22 +256,11 @@ fn the_journal_is_compacted() {
         .log_level(Level::Error);
     let address = config.address.to_string();
     let _server = PortServer::new(config)
-        .prober(AllFree)
-        .process_table(table.clone())
+        .prober(FakeProber::new())
+        .process_table(Arc::clone(&table))
         .start()
         .unwrap();
     assert_eq!(stat(&address, "num-ports-held"), 1);
     assert_eq!(journal(&state).len(), 1);
     assert_eq!(journal(&state)[0].1, pid);
-}
-
-struct AllFree;
-
-impl portpick::Prober for AllFree {
-    fn is_free(&self, _: u16, _: portpick::Protocol) -> bool {
-        true
-    }
-    fn kernel_port(&self, _: portpick::Protocol) -> Option<u16> {
-        None
-    }
 }

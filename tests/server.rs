@@ -11,7 +11,7 @@ use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portpick::__fuzz::FakeProcesses;
+use portpick::__private::fakes::FakeProcesses;
 use portpick::server::{Level, PortServer, ServerConfig, ServerError};
 use support::*;
 

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| portpick::__fuzz::pool_ops(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| portpick::__private::fuzz::pool_ops(data));

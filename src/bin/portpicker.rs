@@ -43,7 +43,10 @@ fn main() -> ExitCode {
     // claim costs microseconds, the process a millisecond. Set before the
     // process-wide picker reads it, while this is the only thread.
     if std::env::var_os(portpick::LOCK_DIR_ENV).is_none() {
-        std::env::set_var(portpick::LOCK_DIR_ENV, portpick::DEFAULT_LOCK_DIR);
+        std::env::set_var(
+            portpick::LOCK_DIR_ENV,
+            portpick::__private::DEFAULT_LOCK_DIR,
+        );
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -80,7 +83,7 @@ fn pick(args: &[String]) -> ExitCode {
             _ => return usage_error(&format!("invalid BIND_TIMEOUT {a:?}")),
         },
     };
-    let picker = portpick::global();
+    let picker = portpick::__private::global();
     let (port, source) = match picker.pick_with_source(Some(pid), None) {
         Ok(found) => found,
         Err(e) => {
@@ -159,7 +162,7 @@ fn stats(args: &[String]) -> ExitCode {
                 .ok()
                 .filter(|a| !a.is_empty())
         })
-        .unwrap_or_else(|| portpick::server::DEFAULT_ADDRESS.to_string());
+        .unwrap_or_else(|| portpick::__private::server::DEFAULT_ADDRESS.to_string());
     match portpick::get_port_server_stats(&address, DEFAULT_TIMEOUT) {
         Ok(stats) => {
             for (name, value) in stats {

@@ -11,10 +11,10 @@
 //! also sweeps all owners in the background, off the request path.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 
 use crate::probe::Prober;
-use crate::server::process::ProcessTable;
+use crate::protocol::Denial;
+use crate::server::process::{presence, Owner, Presence, ProcessTable};
 
 /// At most this many owners are checked for liveness in one allocation
 /// that finds no free port.
@@ -23,53 +23,6 @@ pub const OWNER_CHECKS_PER_REQUEST: usize = 2;
 /// pool full of ports busy outside the server says "no port" rather than
 /// probing for seconds.
 pub const MAX_PROBES_PER_REQUEST: usize = 64;
-
-/// A process as the pool knows it: its pid and its start time, so a reused
-/// pid is a different owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Owner {
-    /// The process id.
-    pub pid: u32,
-    /// Its start time, as the process table reports it.
-    pub start_time: u64,
-}
-
-/// Why a request got no port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Denial {
-    /// Pid 0 or negative.
-    InvalidPid,
-    /// Pid 1: the client was reparented to init and meant its parent.
-    Init,
-    /// Larger than any pid.
-    PidOutOfRange,
-    /// No process with that pid runs.
-    NotRunning,
-    /// The owner already holds its quota.
-    Quota {
-        /// How many ports it holds.
-        held: usize,
-    },
-    /// Every port is held or in use outside the server.
-    Exhausted,
-    /// The allocation could not be recorded in the state file.
-    NotPersisted,
-}
-
-impl fmt::Display for Denial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Denial::InvalidPid => f.write_str("invalid pid"),
-            Denial::Init => f.write_str("pid 1 (init)"),
-            Denial::PidOutOfRange => f.write_str("pid out of range"),
-            Denial::NotRunning => f.write_str("no such process"),
-            Denial::Quota { held } => write!(f, "quota reached ({held} ports held)"),
-            Denial::Exhausted => f.write_str("all ports in use"),
-            Denial::NotPersisted => f.write_str("state file write failed"),
-        }
-    }
-}
 
 /// Counters the pool keeps.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -98,6 +51,74 @@ pub struct PoolStats {
     pub busy_skipped: u64,
     /// Owner liveness checks made.
     pub owner_checks: u64,
+    /// Of those, checks the process table could not answer (the owner was
+    /// kept).
+    pub owner_check_errors: u64,
+}
+
+/// An allocation in progress: a candidate port taken out of the queue for
+/// an owner, waiting to be probed. Made by [`Pool::begin`], consumed by
+/// [`Pool::finish`]; the only way to move an allocation on, so its steps
+/// cannot be taken out of order.
+#[derive(Debug)]
+#[must_use = "an attempt holds its port out of the queue until finished"]
+pub struct Attempt {
+    owner: Owner,
+    port: u16,
+    /// Candidates taken so far, this one included.
+    tries: usize,
+    budget: usize,
+}
+
+impl Attempt {
+    /// The port to probe.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Who the port is for.
+    pub fn owner(&self) -> Owner {
+        self.owner
+    }
+}
+
+/// What [`Pool::finish`] made of an attempt.
+#[derive(Debug)]
+pub enum Step {
+    /// The port is the owner's.
+    Given(u16),
+    /// The port was busy; probe this next candidate.
+    Retry(Attempt),
+    /// No port for this request.
+    Denied(Denial),
+}
+
+/// Runs one allocation to its end: [`Pool::begin`], then probe and
+/// [`Pool::finish`] until a port is given or denied. `lock` gives the pool;
+/// the guard is dropped around each probe (two binds, most of an
+/// allocation's cost), so server threads probe in parallel, and the guard
+/// of the last step is returned with the port, so whatever must happen
+/// under the same lock (the journal) does.
+///
+/// # Errors
+///
+/// The [`Denial`] of the pool.
+pub fn allocate_with<G: std::ops::DerefMut<Target = Pool>>(
+    mut lock: impl FnMut() -> G,
+    owner: Owner,
+    prober: &dyn Prober,
+    processes: &dyn ProcessTable,
+) -> Result<(u16, G), Denial> {
+    let mut attempt = lock().begin(owner, processes)?;
+    loop {
+        let is_free = prober.is_port_free(attempt.port());
+        let mut pool = lock();
+        match pool.finish(attempt, is_free, processes) {
+            Step::Given(port) => return Ok((port, pool)),
+            Step::Retry(next) => attempt = next,
+            Step::Denied(denial) => return Err(denial),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -160,67 +181,87 @@ impl Pool {
         }
     }
 
-    /// Hands a port to `owner`: the first free port the prober finds free
-    /// on TCP and UDP. When none is free, checks a few owners and takes
-    /// back the ports of dead ones first. The same steps as
-    /// [`take_candidate`](Pool::take_candidate) and
-    /// [`finish_candidate`](Pool::finish_candidate), which a server uses to
-    /// probe without holding its lock.
-    ///
-    /// # Errors
-    ///
-    /// [`Denial::Quota`] or [`Denial::Exhausted`].
-    pub fn allocate(
-        &mut self,
-        owner: Owner,
-        prober: &dyn Prober,
-        processes: &dyn ProcessTable,
-    ) -> Result<u16, Denial> {
-        let mut budget = 1;
-        let mut tries = 0;
-        loop {
-            let port = self.take_candidate(owner, processes, tries == 0)?;
-            if tries == 0 {
-                budget = self.probe_budget();
-            }
-            if self.finish_candidate(port, owner, prober.is_port_free(port)) {
-                return Ok(port);
-            }
-            tries += 1;
-            if tries >= budget {
-                self.deny_exhausted();
-                return Err(Denial::Exhausted);
-            }
-        }
-    }
-
-    /// How many candidates one request may probe, asked right after its
-    /// first [`take_candidate`](Pool::take_candidate) (which may have
-    /// reclaimed ports): that one and every port then in the queue, up to
-    /// [`MAX_PROBES_PER_REQUEST`].
-    pub fn probe_budget(&self) -> usize {
-        (self.free.len() + 1).min(MAX_PROBES_PER_REQUEST)
-    }
-
-    /// Takes the next free port out of the queue for `owner`, to be probed
-    /// (possibly without the pool's lock held) and then given to
-    /// [`finish_candidate`](Pool::finish_candidate). `first` marks the first
-    /// candidate of a request. When the queue is empty, checks
-    /// [`OWNER_CHECKS_PER_REQUEST`] owners and takes back dead ones' ports.
+    /// Begins an allocation for `owner`: takes the first free port out of
+    /// the queue, to be probed (the server probes without its lock held)
+    /// and reported to [`finish`](Pool::finish). While the attempt lives,
+    /// its port is out of the queue: nobody else can be given it. When the
+    /// queue is empty, checks [`OWNER_CHECKS_PER_REQUEST`] owners first and
+    /// takes back dead ones' ports.
     ///
     /// # Errors
     ///
     /// [`Denial::Quota`] when the owner holds (or is being given) its quota,
     /// [`Denial::Exhausted`] when no port is free. Both are counted.
-    pub fn take_candidate(
+    pub fn begin(&mut self, owner: Owner, processes: &dyn ProcessTable) -> Result<Attempt, Denial> {
+        self.stats.checked_last = 0;
+        let port = self.take_candidate(owner, processes)?;
+        // The candidate and every port then queued (the take may have
+        // reclaimed some), so one request never probes a port twice.
+        let budget = (self.free.len() + 1).min(MAX_PROBES_PER_REQUEST);
+        Ok(Attempt {
+            owner,
+            port,
+            tries: 1,
+            budget,
+        })
+    }
+
+    /// Ends the probe of an attempt's port. Free, the port becomes the
+    /// owner's ([`Step::Given`]). Busy outside the server, it goes to the
+    /// back of the queue and the attempt moves on to the next candidate
+    /// ([`Step::Retry`]), until the request's probe budget is spent or the
+    /// queue is empty ([`Step::Denied`], counted).
+    pub fn finish(
+        &mut self,
+        attempt: Attempt,
+        is_free: bool,
+        processes: &dyn ProcessTable,
+    ) -> Step {
+        let Attempt {
+            owner,
+            port,
+            tries,
+            budget,
+        } = attempt;
+        let Some(i) = self
+            .probing
+            .iter()
+            .position(|&(p, o)| p == port && o == owner)
+        else {
+            // An attempt of another pool: nothing of ours to finish.
+            return Step::Denied(Denial::Exhausted);
+        };
+        self.probing.swap_remove(i);
+        if is_free {
+            self.assign(port, owner);
+            self.stats.allocations += 1;
+            return Step::Given(port);
+        }
+        self.stats.busy_skipped += 1;
+        self.slot_of[port as usize] = FREE;
+        self.free.push_back(port);
+        if tries >= budget {
+            self.stats.denied += 1;
+            return Step::Denied(Denial::Exhausted);
+        }
+        match self.take_candidate(owner, processes) {
+            Ok(port) => Step::Retry(Attempt {
+                owner,
+                port,
+                tries: tries + 1,
+                budget,
+            }),
+            Err(denial) => Step::Denied(denial),
+        }
+    }
+
+    /// Takes the next free port out of the queue for `owner`, marking it
+    /// in flight; checks the quota first (ports in flight count).
+    fn take_candidate(
         &mut self,
         owner: Owner,
         processes: &dyn ProcessTable,
-        first: bool,
     ) -> Result<u16, Denial> {
-        if first {
-            self.stats.checked_last = 0;
-        }
         if self.max_per_owner > 0 {
             let in_flight = self.probing.iter().filter(|(_, o)| *o == owner).count();
             let held = self.held_by(owner) + in_flight;
@@ -237,7 +278,7 @@ impl Pool {
                 match self.free.pop_front() {
                     Some(port) => port,
                     None => {
-                        self.deny_exhausted();
+                        self.stats.denied += 1;
                         return Err(Denial::Exhausted);
                     }
                 }
@@ -249,34 +290,26 @@ impl Pool {
         Ok(port)
     }
 
-    /// Ends the probe of a port from [`take_candidate`](Pool::take_candidate):
-    /// free, it becomes `owner`'s (true); busy outside the server, it goes to
-    /// the back of the queue (false). False too for a port not in flight
-    /// for `owner`, which is left alone.
-    pub fn finish_candidate(&mut self, port: u16, owner: Owner, free: bool) -> bool {
-        let Some(i) = self
-            .probing
-            .iter()
-            .position(|&(p, o)| p == port && o == owner)
-        else {
-            return false;
-        };
-        self.probing.swap_remove(i);
-        if free {
-            self.assign(port, owner);
-            self.stats.allocations += 1;
-            true
-        } else {
-            self.stats.busy_skipped += 1;
-            self.slot_of[port as usize] = FREE;
-            self.free.push_back(port);
-            false
-        }
-    }
-
-    /// Counts a request denied because its probe budget ran out.
-    pub fn deny_exhausted(&mut self) {
-        self.stats.denied += 1;
+    /// [`allocate_with`] on this pool: hands `owner` the first free port the
+    /// prober finds free on TCP and UDP.
+    ///
+    /// # Errors
+    ///
+    /// [`Denial::Quota`] or [`Denial::Exhausted`].
+    pub fn allocate(
+        &mut self,
+        owner: Owner,
+        prober: &dyn Prober,
+        processes: &dyn ProcessTable,
+    ) -> Result<u16, Denial> {
+        let cell = std::cell::RefCell::new(self);
+        allocate_with(
+            || std::cell::RefMut::map(cell.borrow_mut(), |pool| &mut **pool),
+            owner,
+            prober,
+            processes,
+        )
+        .map(|(port, _)| port)
     }
 
     fn assign(&mut self, port: u16, owner: Owner) {
@@ -313,11 +346,17 @@ impl Pool {
             }
             let owner = self.owners[self.cursor].owner;
             self.stats.owner_checks += 1;
-            if processes.start_time(owner.pid) == Some(owner.start_time) {
-                self.cursor += 1;
-            } else {
-                // The last owner moves into the cursor's place: check it next.
-                reclaimed += self.release_owner(owner);
+            match presence(processes, owner) {
+                Presence::Gone => {
+                    // The last owner moves into the cursor's place: check it
+                    // next.
+                    reclaimed += self.release_owner(owner);
+                }
+                Presence::Alive => self.cursor += 1,
+                Presence::Unknown(_) => {
+                    self.stats.owner_check_errors += 1;
+                    self.cursor += 1;
+                }
             }
         }
         reclaimed

@@ -1,31 +1,85 @@
-//! Who is alive: the process table seam (pid -> start time) and its Linux
-//! `/proc` implementation, with the pure `/proc/PID/stat` parser.
+//! Who is alive: the process table seam (pid -> start time), its Linux
+//! `/proc` implementation with the pure `/proc/PID/stat` parser, and what a
+//! table's answer means for an owner of ports.
 
 use std::fmt;
+use std::io;
+
+/// A process as the pool knows it: its pid and its start time, so a reused
+/// pid is a different owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Owner {
+    /// The process id.
+    pub pid: u32,
+    /// Its start time, as the process table reports it.
+    pub start_time: u64,
+}
+
+/// What the process table says of an owner.
+#[derive(Debug)]
+pub(crate) enum Presence {
+    /// It runs.
+    Alive,
+    /// No process has its pid and start time: its ports are free to take.
+    Gone,
+    /// The table could not tell (out of file descriptors, say): the owner
+    /// keeps its ports.
+    Unknown(io::Error),
+}
+
+/// Asks `table` about `owner`. Only "no such process" or another start
+/// time mean gone; any failure to read keeps the owner.
+pub(crate) fn presence(table: &dyn ProcessTable, owner: Owner) -> Presence {
+    match table.start_time(owner.pid) {
+        Ok(Some(t)) if t == owner.start_time => Presence::Alive,
+        Ok(_) => Presence::Gone,
+        Err(e) => Presence::Unknown(e),
+    }
+}
 
 /// Tells whether a process runs and when it started, so that a port held by
 /// pid P is reclaimed when that process is gone, even if P is reused.
+///
+/// ```
+/// use std::io;
+/// use portpick::server::ProcessTable;
+///
+/// /// Every pid runs and started at tick 7.
+/// struct Forever;
+/// impl ProcessTable for Forever {
+///     fn start_time(&self, _pid: u32) -> io::Result<Option<u64>> {
+///         Ok(Some(7))
+///     }
+/// }
+/// assert_eq!(Forever.start_time(42).unwrap(), Some(7));
+/// ```
 pub trait ProcessTable: Send + Sync {
     /// The start time (any unit, monotonic per boot) of the running process
-    /// `pid`, or `None` when none runs. A zombie counts as gone: its
-    /// sockets are closed.
-    fn start_time(&self, pid: u32) -> Option<u64>;
+    /// `pid`; `Ok(None)` when no such process runs (a zombie whose threads
+    /// have all exited counts as gone: its sockets are closed).
+    ///
+    /// # Errors
+    ///
+    /// The table cannot tell now (out of file descriptors, say). The server
+    /// then keeps the owner's ports and denies a new request: only a sure
+    /// "gone" frees ports.
+    fn start_time(&self, pid: u32) -> io::Result<Option<u64>>;
 }
 
 impl<T: ProcessTable + ?Sized> ProcessTable for &T {
-    fn start_time(&self, pid: u32) -> Option<u64> {
+    fn start_time(&self, pid: u32) -> io::Result<Option<u64>> {
         (**self).start_time(pid)
     }
 }
 
 impl<T: ProcessTable + ?Sized> ProcessTable for std::sync::Arc<T> {
-    fn start_time(&self, pid: u32) -> Option<u64> {
+    fn start_time(&self, pid: u32) -> io::Result<Option<u64>> {
         (**self).start_time(pid)
     }
 }
 
 impl<T: ProcessTable + ?Sized> ProcessTable for Box<T> {
-    fn start_time(&self, pid: u32) -> Option<u64> {
+    fn start_time(&self, pid: u32) -> io::Result<Option<u64>> {
         (**self).start_time(pid)
     }
 }
@@ -45,7 +99,7 @@ impl ProcFs {
 }
 
 impl ProcessTable for ProcFs {
-    fn start_time(&self, pid: u32) -> Option<u64> {
+    fn start_time(&self, pid: u32) -> io::Result<Option<u64>> {
         use std::io::Read;
         let mut path = [0u8; 32];
         let path = proc_stat_path(pid, &mut path);
@@ -53,21 +107,33 @@ impl ProcessTable for ProcFs {
         // `statx` and a heap allocation, on the path of every request. The
         // line is short (the command name is at most 15 bytes, 52 numeric
         // fields), so 1 KiB holds field 22 with room to spare.
-        let mut file = std::fs::File::open(path).ok()?;
+        // Only "no such file" means no such process: EMFILE or ENFILE here
+        // must not read as death, or a live owner's ports go to another.
+        let mut file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let mut buf = [0u8; 1024];
         let mut len = 0;
         while len < buf.len() {
             match file.read(&mut buf[len..]) {
                 Ok(0) => break,
                 Ok(n) => len += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The process exited between the open and the read.
+                Err(e) if e.raw_os_error() == Some(ESRCH) => return Ok(None),
+                Err(e) => return Err(e),
             }
         }
-        let stat = parse_stat(&buf[..len]).ok()?;
-        stat.is_running().then_some(stat.start_time)
+        let stat =
+            parse_stat(&buf[..len]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(stat.is_running().then_some(stat.start_time))
     }
 }
+
+/// Linux's "no such process", which a read of a vanished `/proc` entry gives.
+const ESRCH: i32 = 3;
 
 /// `/proc/<pid>/stat` without a heap allocation for the path.
 fn proc_stat_path(pid: u32, buf: &mut [u8; 32]) -> &str {
@@ -126,7 +192,7 @@ impl std::error::Error for StatError {}
 /// hold spaces and parentheses, so fields are counted from its *last* `)`.
 ///
 /// ```
-/// use portpick::server::parse_stat;
+/// use portpick::__private::server::parse_stat;
 /// let line = b"42 (a) b) c) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
 /// let stat = parse_stat(line).unwrap();
 /// assert_eq!(stat.state, b'S');

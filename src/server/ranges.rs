@@ -1,5 +1,6 @@
-//! `--portserver_static_pool`: comma-separated inclusive `N-P` ranges, parsed
-//! as Python's portserver does (bad pieces are reported and skipped).
+//! Port ranges: `--portserver_static_pool` (comma-separated inclusive `N-P`
+//! ranges, parsed as Python's portserver does: bad pieces are reported and
+//! skipped), and how the pool overlaps the kernel's own ranges.
 
 use std::fmt;
 
@@ -39,7 +40,7 @@ impl std::error::Error for RangeError {}
 /// port; numbers may have white space around them.
 ///
 /// ```
-/// use portpick::server::parse_port_ranges;
+/// use portpick::__private::server::parse_port_ranges;
 /// let (ports, skipped) = parse_port_ranges("15000-15002,9-8,0-5,x");
 /// assert_eq!(ports, vec![15000, 15001, 15002]);
 /// assert_eq!(skipped.len(), 2);
@@ -81,4 +82,55 @@ fn number(s: &str) -> Option<u64> {
     Some(s.bytes().fold(0u64, |v, b| {
         v.saturating_mul(10).saturating_add(u64::from(b - b'0'))
     }))
+}
+
+/// `ip_local_port_range`'s text (`32768\t60999`): the kernel's ephemeral
+/// range, if it reads as one.
+pub fn parse_kernel_range(text: &str) -> Option<(u16, u16)> {
+    let mut it = text.split_whitespace().map(|n| n.parse::<u16>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+/// `ip_local_reserved_ports`'s text (`8080,9000-9010`): the ranges it
+/// names; unreadable pieces are left out.
+pub fn parse_kernel_list(text: &str) -> Vec<(u16, u16)> {
+    text.trim()
+        .split(',')
+        .filter_map(|r| {
+            let (a, b) = r.split_once('-').unwrap_or((r, r));
+            Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// How many pool ports fall in the kernel's ranges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelOverlap {
+    /// In the ephemeral range, where outgoing connections take ports.
+    pub ephemeral: usize,
+    /// In `ip_local_reserved_ports`.
+    pub reserved: usize,
+}
+
+/// Counts the pool's ports in the ephemeral range and in the reserved
+/// ranges.
+///
+/// ```
+/// use portpick::__private::server::{kernel_overlap, KernelOverlap};
+/// let overlap = kernel_overlap(&[100, 200, 300], Some((150, 250)), &[(300, 300)]);
+/// assert_eq!(overlap, KernelOverlap { ephemeral: 1, reserved: 1 });
+/// ```
+pub fn kernel_overlap(
+    ports: &[u16],
+    ephemeral: Option<(u16, u16)>,
+    reserved: &[(u16, u16)],
+) -> KernelOverlap {
+    let within = |p: u16, (lo, hi): (u16, u16)| lo <= p && p <= hi;
+    KernelOverlap {
+        ephemeral: ephemeral.map_or(0, |r| ports.iter().filter(|&&p| within(p, r)).count()),
+        reserved: ports
+            .iter()
+            .filter(|&&p| reserved.iter().any(|&r| within(p, r)))
+            .count(),
+    }
 }

@@ -17,7 +17,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::server::pool::Owner;
+use crate::server::process::Owner;
 
 const MAGIC: &str = "portpick-state 1";
 
@@ -52,7 +52,7 @@ pub struct StateContents {
 /// Parses a state file's bytes. Never panics; keeps every good line.
 ///
 /// ```
-/// use portpick::server::parse_state;
+/// use portpick::__private::server::parse_state;
 /// let s = parse_state(b"portpick-state 1 boot=abc\n15000 42 777\n15001 4");
 /// assert_eq!(s.boot_id.as_deref(), Some("abc"));
 /// assert_eq!(s.entries.len(), 1);
@@ -90,6 +90,20 @@ pub fn parse_state(buf: &[u8]) -> StateContents {
         }
     }
     out
+}
+
+/// The journal's first line, `portpick-state 1 boot=ID\n`.
+pub fn format_header(boot_id: Option<&str>) -> String {
+    match boot_id {
+        Some(id) => format!("{MAGIC} boot={id}\n"),
+        None => format!("{MAGIC}\n"),
+    }
+}
+
+/// One journal line, `PORT PID START_TIME\n`: the only writer of the
+/// format [`parse_state`] reads.
+pub fn format_entry(port: u16, owner: Owner) -> String {
+    format!("{port} {} {}\n", owner.pid, owner.start_time)
 }
 
 fn parse_entry(line: &[u8]) -> Result<(u16, Owner), &'static str> {
@@ -195,7 +209,7 @@ impl StateFile {
     ///
     /// The write or the `fsync` failed: the allocation must not be answered.
     pub fn append(&mut self, port: u16, owner: Owner) -> Result<(), StateError> {
-        let line = format!("{port} {} {}\n", owner.pid, owner.start_time);
+        let line = format_entry(port, owner);
         let err = |source| StateError {
             path: self.path.clone(),
             action: "append to",
@@ -248,15 +262,10 @@ fn write_snapshot(
         action,
         source,
     };
-    let mut text = String::from(MAGIC);
-    if let Some(id) = boot_id {
-        text.push_str(" boot=");
-        text.push_str(id);
-    }
-    text.push('\n');
+    let mut text = format_header(boot_id);
     let mut lines = 0;
     for (port, owner) in held {
-        text.push_str(&format!("{port} {} {}\n", owner.pid, owner.start_time));
+        text.push_str(&format_entry(port, owner));
         lines += 1;
     }
     let mut f = File::create(&tmp).map_err(|e| err("create", e))?;

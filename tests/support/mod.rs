@@ -413,7 +413,7 @@ pub fn in_threads<T: Send>(threads: usize, f: impl Fn(usize) -> Vec<T> + Sync) -
 /// larger than real processes make practical).
 pub fn fake_server(
     ports: impl IntoIterator<Item = u16>,
-    procs: &Arc<portpick::__fuzz::FakeProcesses>,
+    procs: &Arc<portpick::__private::fakes::FakeProcesses>,
     f: impl FnOnce(ServerConfig) -> ServerConfig,
 ) -> (String, ServerHandle) {
     let address = unique_address("fake");
@@ -421,7 +421,7 @@ pub fn fake_server(
         .ports(ports)
         .log_level(Level::Error);
     let server = PortServer::new(f(config))
-        .prober(portpick::__fuzz::FakeProber::default())
+        .prober(portpick::__private::fakes::FakeProber::default())
         .process_table(Arc::clone(procs))
         .start()
         .unwrap();

@@ -1,0 +1,190 @@
+//! Taking in connections: acceptor threads answer every client whose
+//! request is already there (the usual case: clients write their pid right
+//! after connecting); the *slow lane*, one thread, owns the connections
+//! whose request has not fully arrived and polls them without blocking,
+//! each on a backoff from 50 µs to 10 ms, until the request is whole or its
+//! deadline passes. So hundreds of silent or trickling clients cost one
+//! thread and a bounded list, and never hold up an acceptor.
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::protocol::{self, MAX_REQUEST_LEN};
+use crate::server::lifecycle::Shared;
+use crate::server::log::{log, Level};
+
+/// A connection whose request has not fully arrived.
+pub(super) struct Pending {
+    stream: UnixStream,
+    buf: [u8; MAX_REQUEST_LEN + 1],
+    len: usize,
+    deadline: Instant,
+    next_poll: Instant,
+    backoff: Duration,
+}
+
+enum ReadState {
+    /// The request is whole (or the client finished sending).
+    Done,
+    /// More may come.
+    Waiting,
+    /// The connection failed.
+    Failed,
+}
+
+impl Pending {
+    fn new(stream: UnixStream, timeout: Duration) -> Self {
+        let now = Instant::now();
+        Pending {
+            stream,
+            buf: [0; MAX_REQUEST_LEN + 1],
+            len: 0,
+            deadline: now + timeout,
+            next_poll: now,
+            backoff: Duration::from_micros(50),
+        }
+    }
+
+    /// Reads what is there without blocking.
+    fn poll(&mut self) -> ReadState {
+        loop {
+            if protocol::is_complete(&self.buf[..self.len]) {
+                return ReadState::Done;
+            }
+            match self.stream.read(&mut self.buf[self.len..]) {
+                Ok(0) => return ReadState::Done,
+                Ok(n) => self.len += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadState::Waiting,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return ReadState::Failed,
+            }
+        }
+    }
+}
+
+pub(super) fn accept_loop(shared: &Shared, listener: &UnixListener, slow: &mpsc::Sender<Pending>) {
+    loop {
+        let accepted = listener.accept();
+        if shared.stopping() {
+            return;
+        }
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                log!(shared.logger, Level::Warning, "accept failed: {e}");
+                // Out of file descriptors, say: let the slow lane shed load.
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        if stream.set_nonblocking(true).is_err() {
+            continue;
+        }
+        let mut pending = Pending::new(stream, shared.config.request_timeout);
+        // Clients write right after connecting; give the bytes a moment to
+        // land before handing the connection to the slow lane.
+        let spin_until = Instant::now() + Duration::from_micros(30);
+        loop {
+            match pending.poll() {
+                ReadState::Done => {
+                    shared.respond(pending.stream, &pending.buf[..pending.len]);
+                    break;
+                }
+                ReadState::Failed => break,
+                ReadState::Waiting if Instant::now() < spin_until => thread::yield_now(),
+                ReadState::Waiting => {
+                    shared.counters.pending.fetch_add(1, Ordering::Relaxed);
+                    if slow.send(pending).is_err() {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn slow_lane(shared: &Shared, incoming: &mpsc::Receiver<Pending>) {
+    let mut waiting: VecDeque<Pending> = VecDeque::new();
+    let max = shared.config.max_pending.max(1);
+    loop {
+        if shared.stopping() {
+            return;
+        }
+        let now = Instant::now();
+        let wait = waiting
+            .iter()
+            .map(|p| p.next_poll.min(p.deadline))
+            .min()
+            .map_or(Duration::from_millis(100), |t| {
+                t.saturating_duration_since(now)
+            })
+            .min(Duration::from_millis(100));
+        match incoming.recv_timeout(wait) {
+            Ok(p) => {
+                waiting.push_back(p);
+                while let Ok(p) = incoming.try_recv() {
+                    waiting.push_back(p);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        while waiting.len() > max {
+            // The oldest has had the longest chance: shed it. Counted before
+            // the close, so a client that sees the close sees the count.
+            shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            shared
+                .counters
+                .request_errors
+                .fetch_add(1, Ordering::Relaxed);
+            waiting.pop_front();
+        }
+        let now = Instant::now();
+        let mut i = 0;
+        while i < waiting.len() {
+            let p = &mut waiting[i];
+            if p.next_poll > now && p.deadline > now {
+                i += 1;
+                continue;
+            }
+            match p.poll() {
+                ReadState::Waiting if p.deadline <= now => {
+                    shared.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .counters
+                        .request_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    waiting.remove(i);
+                    log!(
+                        shared.logger,
+                        Level::Verbose,
+                        "Dropped a client that sent no request in time"
+                    );
+                }
+                ReadState::Waiting => {
+                    p.next_poll = now + p.backoff;
+                    p.backoff = (p.backoff * 2).min(Duration::from_millis(10));
+                    i += 1;
+                }
+                ReadState::Done => {
+                    if let Some(p) = waiting.remove(i) {
+                        shared.respond(p.stream, &p.buf[..p.len]);
+                    }
+                }
+                ReadState::Failed => {
+                    waiting.remove(i);
+                }
+            }
+        }
+        shared
+            .counters
+            .pending
+            .store(waiting.len() as u64, Ordering::Relaxed);
+    }
+}

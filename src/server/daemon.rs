@@ -1,0 +1,61 @@
+//! The daemon's `main`: the command line in, an exit status out. Shared by
+//! the `portserver` binary and `cargo run --example portserver`.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use crate::server::config::{parse_args, Command, USAGE};
+use crate::server::lifecycle::PortServer;
+use crate::server::log::{Level, Logger};
+
+/// Runs the portserver daemon with `args` (the command line without the
+/// program name), as `portserver --help` describes, until it is killed.
+/// Returns 0 after `--help`, 2 for a usage error, 1 when the server cannot
+/// start (a pool with no valid port, an address in use, a state file that
+/// cannot be written).
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     portpick::server::run_daemon(std::env::args_os().skip(1))
+/// }
+/// ```
+pub fn run_daemon(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let mut utf8 = Vec::new();
+    for arg in args {
+        match arg.into_string() {
+            Ok(arg) => utf8.push(arg),
+            Err(arg) => {
+                eprintln!("portserver: error: argument {arg:?} is not valid UTF-8\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let (config, skipped) = match parse_args(utf8) {
+        Ok(Command::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Run { config, skipped }) => (config, skipped),
+        Err(e) => {
+            eprintln!("portserver: error: {e}");
+            if e.exit_code() == 2 {
+                eprint!("{USAGE}");
+            }
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    let logger = Logger::new(config.log_level);
+    for piece in &skipped {
+        logger.write(Level::Error, format_args!("{piece}"));
+    }
+    match PortServer::new(config).start() {
+        Ok(server) => {
+            server.wait();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            logger.write(Level::Error, format_args!("{e}"));
+            ExitCode::from(1)
+        }
+    }
+}

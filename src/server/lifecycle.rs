@@ -1,0 +1,427 @@
+//! The server's lifecycle: [`PortServer`] (configure, start), the state its
+//! threads share, [`ServerHandle`] and [`Stopper`] (stop, wait), and
+//! [`ServerError`] (why it could not start).
+
+use std::fmt;
+use std::io;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::address::PortServerAddress;
+use crate::probe::{Prober, SocketProber};
+use crate::server::accept::{accept_loop, slow_lane, Pending};
+use crate::server::config::ServerConfig;
+use crate::server::listen::bind_listener;
+use crate::server::log::{log, Level, Logger};
+use crate::server::pool::Pool;
+use crate::server::process::{ProcFs, ProcessTable};
+use crate::server::reclaim::reclaim_loop;
+use crate::server::respond::Counters;
+use crate::server::restore::restore;
+use crate::server::state::{StateError, StateFile};
+use crate::server::{process, ranges};
+
+/// Why a portserver could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Another server answers on the address.
+    AlreadyServing {
+        /// The address.
+        address: String,
+    },
+    /// Something that is not a socket sits at the path.
+    NotASocket {
+        /// The path.
+        address: String,
+    },
+    /// Binding the socket failed.
+    Bind {
+        /// The address.
+        address: String,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The pool has no port.
+    EmptyPool,
+    /// The state file cannot be read or written.
+    State(StateError),
+    /// A thread could not be started.
+    Spawn(io::Error),
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The OS's message is printed here, so `source()` does not return
+        // it again: a chain printer would show it twice.
+        match self {
+            ServerError::AlreadyServing { address } => {
+                write!(f, "a portserver is already serving on {address}")
+            }
+            ServerError::NotASocket { address } => {
+                write!(f, "{address} exists and is not a socket; not replacing it")
+            }
+            ServerError::Bind { address, source } => {
+                write!(f, "cannot listen on {address}: {source}")
+            }
+            ServerError::EmptyPool => f.write_str("no ports to serve"),
+            ServerError::State(e) => e.fmt(f),
+            ServerError::Spawn(e) => write!(f, "cannot start a server thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// A portserver, ready to start.
+///
+/// ```no_run
+/// use portpick::server::{PortServer, ServerConfig};
+///
+/// let config = ServerConfig::new("@my-test-rig".parse()?).ports(20000..=20999);
+/// let server = PortServer::new(config).start()?;
+/// let port = portpick::get_port_from_port_server("@my-test-rig", None)?;
+/// server.stop();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct PortServer {
+    config: ServerConfig,
+    prober: Arc<dyn Prober>,
+    processes: Arc<dyn ProcessTable>,
+}
+
+impl fmt::Debug for PortServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PortServer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PortServer {
+    /// A server with `config`, probing with real sockets and reading
+    /// liveness from `/proc`.
+    pub fn new(config: ServerConfig) -> Self {
+        PortServer {
+            config,
+            prober: Arc::new(SocketProber),
+            processes: Arc::new(ProcFs::new()),
+        }
+    }
+
+    /// Probes ports with `prober` (default: [`SocketProber`]).
+    pub fn prober(mut self, prober: impl Prober + 'static) -> Self {
+        self.prober = Arc::new(prober);
+        self
+    }
+
+    /// Reads liveness from `table` (default: Linux's `/proc`).
+    pub fn process_table(mut self, table: impl ProcessTable + 'static) -> Self {
+        self.processes = Arc::new(table);
+        self
+    }
+
+    /// Binds the socket, loads the state file and starts serving.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError`]: the address is taken by a live server or by a file
+    /// that is not a socket, the pool is empty, or the state file cannot be
+    /// written.
+    pub fn start(self) -> Result<ServerHandle, ServerError> {
+        let PortServer {
+            config,
+            prober,
+            processes,
+        } = self;
+        let logger = Logger::new(config.log_level);
+        let mut pool = Pool::new(config.ports.iter().copied(), config.max_ports_per_pid);
+        if pool.stats().managed == 0 {
+            return Err(ServerError::EmptyPool);
+        }
+        warn_about_kernel_ranges(&logger, &config.ports);
+        let journal = match &config.state_file {
+            None => None,
+            Some(path) => Some(load_state(path, &mut pool, &*processes, &logger)?),
+        };
+        let listener = bind_listener(&config.address)?;
+        let address = config.address.clone();
+        let shared = Arc::new(Shared {
+            core: Mutex::new(Core { pool, journal }),
+            counters: Counters::default(),
+            stop: AtomicBool::new(false),
+            pool_dry: Bell::default(),
+            stopped: Bell::default(),
+            prober,
+            processes,
+            logger,
+            config,
+            started: Instant::now(),
+        });
+        let mut handle = ServerHandle {
+            address,
+            shared,
+            threads: Vec::new(),
+            listener: Some(listener),
+        };
+        match handle.spawn_threads() {
+            Ok(()) => {
+                log!(
+                    handle.shared.logger,
+                    Level::Info,
+                    "Serving on {}",
+                    handle.address
+                );
+                Ok(handle)
+            }
+            Err(e) => {
+                handle.shutdown();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Reads the journal, puts back the reservations of live owners, logs what
+/// it found, and rewrites the journal as exactly that.
+fn load_state(
+    path: &std::path::Path,
+    pool: &mut Pool,
+    processes: &dyn ProcessTable,
+    logger: &Logger,
+) -> Result<StateFile, ServerError> {
+    let contents = StateFile::load(path).map_err(ServerError::State)?;
+    let boot = process::boot_id();
+    let report = restore(&contents, boot.as_deref(), pool, processes);
+    for line in report.log_lines(path) {
+        log!(logger, line.0, "{}", line.1);
+    }
+    StateFile::create(path, boot, pool.held()).map_err(ServerError::State)
+}
+
+/// Warns in one line when pool ports fall in the kernel's ephemeral range
+/// (outgoing connections take those) or its reserved ports.
+fn warn_about_kernel_ranges(logger: &Logger, ports: &[u16]) {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let ephemeral = ranges::parse_kernel_range(&read("/proc/sys/net/ipv4/ip_local_port_range"));
+    let reserved = ranges::parse_kernel_list(&read("/proc/sys/net/ipv4/ip_local_reserved_ports"));
+    let overlap = ranges::kernel_overlap(ports, ephemeral, &reserved);
+    if overlap.ephemeral > 0 || overlap.reserved > 0 {
+        let (lo, hi) = ephemeral.unwrap_or((0, 0));
+        log!(
+            logger,
+            Level::Warning,
+            "{} of {} pool ports are in the kernel's ephemeral range {lo}-{hi} (outgoing connections may take them) and {} in ip_local_reserved_ports",
+            overlap.ephemeral,
+            ports.len(),
+            overlap.reserved
+        );
+    }
+}
+
+/// The pool and its journal, under one lock: a port is journaled in the
+/// order it was given, so the journal's last word on a port is the pool's.
+pub(super) struct Core {
+    pub(super) pool: Pool,
+    pub(super) journal: Option<StateFile>,
+}
+
+/// A flag and the condition variable to sleep on it: one thread rings,
+/// another sleeps until rung or a timeout passes.
+#[derive(Default)]
+pub(super) struct Bell {
+    rung: Mutex<bool>,
+    cvar: Condvar,
+}
+
+impl Bell {
+    pub(super) fn ring(&self) {
+        *lock_or_recover(&self.rung) = true;
+        self.cvar.notify_all();
+    }
+
+    /// Sleeps until the bell rings or `timeout` passes (returns at once if
+    /// it rang since the last wait), and silences it.
+    pub(super) fn wait(&self, timeout: Duration) {
+        let mut rung = lock_or_recover(&self.rung);
+        if !*rung {
+            rung = self
+                .cvar
+                .wait_timeout(rung, timeout)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        *rung = false;
+    }
+}
+
+/// What every server thread shares.
+pub(super) struct Shared {
+    pub(super) core: Mutex<Core>,
+    pub(super) counters: Counters,
+    stop: AtomicBool,
+    /// Rung when the pool ran dry: the reclaimer sweeps at once.
+    pub(super) pool_dry: Bell,
+    /// Rung when a stop is requested.
+    stopped: Bell,
+    pub(super) prober: Arc<dyn Prober>,
+    pub(super) processes: Arc<dyn ProcessTable>,
+    pub(super) logger: Logger,
+    pub(super) config: ServerConfig,
+    pub(super) started: Instant,
+}
+
+/// Every critical section leaves the pool consistent, so a panic in one
+/// thread does not stop the others from serving.
+pub(super) fn lock_or_recover<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.pool_dry.ring();
+        self.stopped.ring();
+    }
+
+    pub(super) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// A running portserver. Dropping it stops the server too.
+pub struct ServerHandle {
+    address: PortServerAddress,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    listener: Option<UnixListener>,
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Stops a running server from another thread (say, a signal watcher).
+#[derive(Clone)]
+pub struct Stopper {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Stopper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stopper").finish_non_exhaustive()
+    }
+}
+
+impl Stopper {
+    /// Asks the server to stop; [`ServerHandle::wait`] then returns.
+    pub fn stop(&self) {
+        self.shared.request_stop();
+    }
+}
+
+impl ServerHandle {
+    /// Where the server listens.
+    pub fn address(&self) -> &PortServerAddress {
+        &self.address
+    }
+
+    /// The statistics, as the `stats` request answers them.
+    pub fn stats(&self) -> Vec<(&'static str, u64)> {
+        self.shared.stats()
+    }
+
+    /// A handle that can stop the server from elsewhere.
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Stops accepting, finishes the requests in hand, joins every thread
+    /// and removes the socket file (for a path address).
+    pub fn stop(mut self) {
+        self.shutdown_inner();
+    }
+
+    /// Serves until a [`Stopper`] stops the server, then shuts down as
+    /// [`ServerHandle::stop`].
+    pub fn wait(mut self) {
+        while !self.shared.stopping() {
+            self.shared.stopped.wait(Duration::from_millis(200));
+        }
+        self.shutdown_inner();
+    }
+
+    /// The acceptors, the slow lane and the reclaimer.
+    fn spawn_threads(&mut self) -> Result<(), ServerError> {
+        let (slow_tx, slow_rx) = mpsc::channel::<Pending>();
+        for i in 0..self.shared.config.acceptors.max(1) {
+            let listener = match &self.listener {
+                Some(listener) => listener.try_clone().map_err(ServerError::Spawn)?,
+                None => return Ok(()),
+            };
+            let (s, tx) = (Arc::clone(&self.shared), slow_tx.clone());
+            self.spawn(&format!("portserver-accept-{i}"), move || {
+                accept_loop(&s, &listener, &tx)
+            })?;
+        }
+        drop(slow_tx);
+        let s = Arc::clone(&self.shared);
+        self.spawn("portserver-slow", move || slow_lane(&s, &slow_rx))?;
+        let s = Arc::clone(&self.shared);
+        self.spawn("portserver-reclaim", move || reclaim_loop(&s))
+    }
+
+    fn spawn(&mut self, name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), ServerError> {
+        let thread = thread::Builder::new()
+            .name(name.to_string())
+            .spawn(f)
+            .map_err(ServerError::Spawn)?;
+        self.threads.push(thread);
+        Ok(())
+    }
+
+    fn shutdown(mut self) {
+        self.shutdown_inner();
+    }
+
+    fn shutdown_inner(&mut self) {
+        if self.threads.is_empty() && self.listener.is_none() {
+            return;
+        }
+        self.shared.request_stop();
+        // Each acceptor is blocked in accept(): one connection wakes one.
+        if let Ok(addr) = self.address.to_socket_addr() {
+            for _ in 0..self.shared.config.acceptors.max(1) {
+                let _ = UnixStream::connect_addr(&addr);
+            }
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if self.listener.take().is_some() {
+            if let PortServerAddress::Path(p) = &self.address {
+                let _ = std::fs::remove_file(p);
+            }
+            let shared = &self.shared;
+            for (name, value) in shared.stats() {
+                log!(shared.logger, Level::Info, "{name} {value}");
+            }
+            log!(shared.logger, Level::Info, "Goodbye.");
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shutdown_inner();
+    }
+}

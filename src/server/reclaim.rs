@@ -1,0 +1,82 @@
+//! Reclaiming ports of gone owners: a thread sweeps every owner once a
+//! second (and at once when the pool runs dry), reading the process table
+//! outside the pool lock, and logs statistics at `--verbose`.
+
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::server::lifecycle::{lock_or_recover, Shared};
+use crate::server::log::{log, Level};
+use crate::server::process::{presence, Owner, Presence};
+
+pub(super) fn reclaim_loop(shared: &Shared) {
+    let interval = shared
+        .config
+        .reclaim_interval
+        .max(Duration::from_millis(10));
+    // A flood of "no port" answers wakes us each time; sweeping more often
+    // than this would only burn a core on /proc reads.
+    let min_gap = interval.min(Duration::from_millis(20));
+    let mut last_stats = Instant::now();
+    let mut last_sweep = Instant::now();
+    let mut last_error_log: Option<Instant> = None;
+    loop {
+        let since = last_sweep.elapsed();
+        if since < min_gap {
+            thread::sleep(min_gap - since);
+        }
+        if !shared.stopping() {
+            shared.pool_dry.wait(interval);
+        }
+        if shared.stopping() {
+            return;
+        }
+        last_sweep = Instant::now();
+        let owners = lock_or_recover(&shared.core).pool.owners();
+        let mut dead: Vec<Owner> = Vec::new();
+        for owner in owners {
+            match presence(&*shared.processes, owner) {
+                Presence::Alive => {}
+                Presence::Gone => dead.push(owner),
+                Presence::Unknown(e) => {
+                    shared
+                        .counters
+                        .owner_check_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    if !matches!(last_error_log, Some(t) if t.elapsed() < Duration::from_secs(1)) {
+                        last_error_log = Some(Instant::now());
+                        log!(
+                            shared.logger,
+                            Level::Warning,
+                            "cannot tell whether pid {} runs ({e}); keeping its ports",
+                            owner.pid
+                        );
+                    }
+                }
+            }
+        }
+        if !dead.is_empty() {
+            let mut core = lock_or_recover(&shared.core);
+            let mut n = 0;
+            for owner in &dead {
+                n += core.pool.release_owner(*owner);
+            }
+            drop(core);
+            log!(
+                shared.logger,
+                Level::Debug,
+                "Reclaimed {n} ports from {} dead owners",
+                dead.len()
+            );
+        }
+        if let Some(every) = shared.config.stats_interval {
+            if shared.logger.enabled(Level::Verbose) && last_stats.elapsed() >= every {
+                last_stats = Instant::now();
+                for (name, value) in shared.stats() {
+                    log!(shared.logger, Level::Verbose, "{name} {value}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Answering a request: parse it, allocate a port or deny it, journal the
+//! allocation, reply; and the counters behind the `stats` answer. Every
+//! denial, whatever made it, is counted and logged in one place.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::protocol::{self, Denial, Request};
+use crate::server::lifecycle::{lock_or_recover, Core, Shared};
+use crate::server::log::{log, Level};
+use crate::server::pool::{allocate_with, Pool};
+use crate::server::process::Owner;
+
+/// The server's own counters (the pool keeps its own).
+#[derive(Default)]
+pub(super) struct Counters {
+    pub(super) request_errors: AtomicU64,
+    pub(super) denied_pid: AtomicU64,
+    pub(super) denied_persist: AtomicU64,
+    pub(super) denied_unknown: AtomicU64,
+    pub(super) timed_out: AtomicU64,
+    pub(super) dropped: AtomicU64,
+    pub(super) stats_requests: AtomicU64,
+    pub(super) pending: AtomicU64,
+    pub(super) undelivered: AtomicU64,
+    pub(super) owner_check_errors: AtomicU64,
+}
+
+/// The pool, reached through the server's lock (the journal stays locked
+/// with it, for the step after the port is given).
+struct PoolGuard<'a>(std::sync::MutexGuard<'a, Core>);
+
+impl std::ops::Deref for PoolGuard<'_> {
+    type Target = Pool;
+    fn deref(&self) -> &Pool {
+        &self.0.pool
+    }
+}
+
+impl std::ops::DerefMut for PoolGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Pool {
+        &mut self.0.pool
+    }
+}
+
+impl Shared {
+    /// The `name value` pairs of the `stats` answer: Python's names first.
+    pub(super) fn stats(&self) -> Vec<(&'static str, u64)> {
+        let p = lock_or_recover(&self.core).pool.stats();
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            ("client-request-errors", get(&c.request_errors)),
+            (
+                "denied-allocations",
+                p.denied + get(&c.denied_pid) + get(&c.denied_persist) + get(&c.denied_unknown),
+            ),
+            ("num-ports-managed", p.managed),
+            ("num-ports-checked-for-last-request", p.checked_last),
+            ("total-allocations", p.allocations),
+            ("num-ports-free", p.free),
+            ("num-ports-held", p.held),
+            ("num-owners", p.owners),
+            ("denied-quota", p.denied_quota),
+            ("denied-pid", get(&c.denied_pid)),
+            ("denied-exhausted", p.denied - p.denied_quota),
+            ("denied-state-file", get(&c.denied_persist)),
+            ("denied-owner-unknown", get(&c.denied_unknown)),
+            ("ports-reclaimed", p.reclaimed),
+            ("ports-busy-skipped", p.busy_skipped),
+            ("owner-checks", p.owner_checks),
+            (
+                "owner-check-errors",
+                p.owner_check_errors + get(&c.owner_check_errors),
+            ),
+            ("connections-timed-out", get(&c.timed_out)),
+            ("connections-dropped", get(&c.dropped)),
+            ("connections-pending", get(&c.pending)),
+            ("replies-undelivered", get(&c.undelivered)),
+            ("stats-requests", get(&c.stats_requests)),
+            ("uptime-seconds", self.started.elapsed().as_secs()),
+        ]
+    }
+
+    /// Answers one whole request on `stream`.
+    pub(super) fn respond(&self, mut stream: UnixStream, request: &[u8]) {
+        let reply = match protocol::parse_request(request) {
+            Err(e) => {
+                self.counters.request_errors.fetch_add(1, Ordering::Relaxed);
+                log!(self.logger, Level::Warning, "Could not parse request: {e}");
+                return;
+            }
+            Ok(Request::Stats) => {
+                self.counters.stats_requests.fetch_add(1, Ordering::Relaxed);
+                protocol::format_stats(self.stats())
+            }
+            Ok(Request::Allocate { pid }) => match self.allocate(pid) {
+                Ok((port, owner)) => {
+                    if stream.write_all(&protocol::format_reply(port)).is_err() {
+                        self.undelivered(port, owner);
+                    }
+                    return;
+                }
+                Err(denial) => {
+                    self.denied(pid, denial);
+                    return;
+                }
+            },
+        };
+        // The socket is non-blocking, and a reply (a port, or the stats: well
+        // under 1 KiB) fits in a fresh socket's empty send buffer, so this
+        // never waits. If a peer somehow makes it fail, it gets a short
+        // answer, which it reads as no port.
+        let _ = stream.write_all(&reply);
+    }
+
+    /// Gives `pid` a port: checks the pid, asks the process table for its
+    /// start time, runs the pool's allocation (probing without the lock),
+    /// and journals the port before anyone hears of it.
+    fn allocate(&self, pid: i64) -> Result<(u16, Owner), Denial> {
+        let pid = protocol::check_pid(pid)?;
+        let start_time = match self.processes.start_time(pid) {
+            Ok(Some(start_time)) => start_time,
+            Ok(None) => return Err(Denial::NotRunning),
+            Err(_) => return Err(Denial::CannotCheck),
+        };
+        let owner = Owner { pid, start_time };
+        let (port, mut core) = allocate_with(
+            || PoolGuard(lock_or_recover(&self.core)),
+            owner,
+            &*self.prober,
+            &*self.processes,
+        )?;
+        let Core { pool, journal } = &mut *core.0;
+        if let Some(journal) = journal {
+            if let Err(e) = journal.append(port, owner) {
+                pool.release_port(port, owner);
+                drop(core);
+                log!(
+                    self.logger,
+                    Level::Error,
+                    "{e}; not handing out port {port}"
+                );
+                return Err(Denial::NotPersisted);
+            }
+            if journal.wants_compaction(pool.stats().held as usize) {
+                if let Err(e) = journal.compact(pool.held()) {
+                    log!(
+                        self.logger,
+                        Level::Error,
+                        "{e}; still appending to the old journal"
+                    );
+                }
+            }
+        }
+        drop(core);
+        log!(
+            self.logger,
+            Level::Verbose,
+            "Allocated port {port} to pid {pid}"
+        );
+        Ok((port, owner))
+    }
+
+    /// Counts and logs a denial; when the pool ran dry, wakes the sweep to
+    /// find dead owners' ports.
+    fn denied(&self, pid: i64, denial: Denial) {
+        let counter = match denial {
+            Denial::InvalidPid | Denial::Init | Denial::PidOutOfRange | Denial::NotRunning => {
+                Some(&self.counters.denied_pid)
+            }
+            Denial::NotPersisted => Some(&self.counters.denied_persist),
+            Denial::CannotCheck => Some(&self.counters.denied_unknown),
+            // The pool counts its own.
+            Denial::Quota { .. } | Denial::Exhausted => None,
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        if denial == Denial::Exhausted {
+            self.pool_dry.ring();
+        }
+        log!(
+            self.logger,
+            Level::Verbose,
+            "Denied a port to pid {pid}: {denial}"
+        );
+    }
+
+    /// The client left (or cannot be written to): it will never use the
+    /// port, so it goes back to the pool.
+    fn undelivered(&self, port: u16, owner: Owner) {
+        lock_or_recover(&self.core).pool.release_port(port, owner);
+        // Counted after the release: whoever sees the count sees the port
+        // back in the pool.
+        self.counters.undelivered.fetch_add(1, Ordering::Relaxed);
+        log!(
+            self.logger,
+            Level::Verbose,
+            "Client of pid {} left before its answer; port {port} returned",
+            owner.pid
+        );
+    }
+}
