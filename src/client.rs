@@ -83,16 +83,10 @@ impl fmt::Display for PortServerError {
     }
 }
 
-impl std::error::Error for PortServerError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            PortServerError::Connect { source, .. } | PortServerError::Io { source, .. } => {
-                Some(source)
-            }
-            _ => None,
-        }
-    }
-}
+/// `Display` prints the OS's message, so `source()` does not return it
+/// again (a chain printer would show it twice); `From<PortServerError> for
+/// io::Error` keeps its kind.
+impl std::error::Error for PortServerError {}
 
 impl From<PortServerError> for io::Error {
     fn from(e: PortServerError) -> io::Error {

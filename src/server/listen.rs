@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
 
 use crate::address::PortServerAddress;
-use crate::server::lifecycle::ServerError;
+use crate::server::error::ServerError;
 
 pub(super) fn bind_listener(address: &PortServerAddress) -> Result<UnixListener, ServerError> {
     let name = address.to_string();

@@ -26,6 +26,7 @@
 mod accept;
 pub(crate) mod config;
 mod daemon;
+mod error;
 mod lifecycle;
 mod listen;
 pub(crate) mod log;
@@ -39,7 +40,8 @@ pub(crate) mod state;
 
 pub use config::ServerConfig;
 pub use daemon::run_daemon;
-pub use lifecycle::{PortServer, ServerError, ServerHandle, Stopper};
+pub use error::ServerError;
+pub use lifecycle::{PortServer, ServerHandle, Stopper};
 pub use log::Level;
 pub use process::ProcessTable;
 pub use state::StateError;

@@ -159,9 +159,14 @@ impl fmt::Display for StateError {
     }
 }
 
-impl std::error::Error for StateError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
+/// `Display` prints the OS's message, so `source()` does not return it
+/// again.
+impl std::error::Error for StateError {}
+
+impl StateError {
+    /// What the OS said.
+    pub fn io_error(&self) -> &io::Error {
+        &self.source
     }
 }
 

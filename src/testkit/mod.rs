@@ -5,3 +5,4 @@
 pub mod fakes;
 pub mod fuzz;
 pub mod pool_model;
+pub mod pool_ops;

@@ -12,6 +12,11 @@
 
 use std::collections::{HashMap, VecDeque};
 
+mod attempt;
+mod check;
+
+pub use attempt::{allocate_with, Attempt, Step};
+
 use crate::probe::Prober;
 use crate::protocol::Denial;
 use crate::server::process::{presence, Owner, Presence, ProcessTable};
@@ -54,71 +59,6 @@ pub struct PoolStats {
     /// Of those, checks the process table could not answer (the owner was
     /// kept).
     pub owner_check_errors: u64,
-}
-
-/// An allocation in progress: a candidate port taken out of the queue for
-/// an owner, waiting to be probed. Made by [`Pool::begin`], consumed by
-/// [`Pool::finish`]; the only way to move an allocation on, so its steps
-/// cannot be taken out of order.
-#[derive(Debug)]
-#[must_use = "an attempt holds its port out of the queue until finished"]
-pub struct Attempt {
-    owner: Owner,
-    port: u16,
-    /// Candidates taken so far, this one included.
-    tries: usize,
-    budget: usize,
-}
-
-impl Attempt {
-    /// The port to probe.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Who the port is for.
-    pub fn owner(&self) -> Owner {
-        self.owner
-    }
-}
-
-/// What [`Pool::finish`] made of an attempt.
-#[derive(Debug)]
-pub enum Step {
-    /// The port is the owner's.
-    Given(u16),
-    /// The port was busy; probe this next candidate.
-    Retry(Attempt),
-    /// No port for this request.
-    Denied(Denial),
-}
-
-/// Runs one allocation to its end: [`Pool::begin`], then probe and
-/// [`Pool::finish`] until a port is given or denied. `lock` gives the pool;
-/// the guard is dropped around each probe (two binds, most of an
-/// allocation's cost), so server threads probe in parallel, and the guard
-/// of the last step is returned with the port, so whatever must happen
-/// under the same lock (the journal) does.
-///
-/// # Errors
-///
-/// The [`Denial`] of the pool.
-pub fn allocate_with<G: std::ops::DerefMut<Target = Pool>>(
-    mut lock: impl FnMut() -> G,
-    owner: Owner,
-    prober: &dyn Prober,
-    processes: &dyn ProcessTable,
-) -> Result<(u16, G), Denial> {
-    let mut attempt = lock().begin(owner, processes)?;
-    loop {
-        let is_free = prober.is_port_free(attempt.port());
-        let mut pool = lock();
-        match pool.finish(attempt, is_free, processes) {
-            Step::Given(port) => return Ok((port, pool)),
-            Step::Retry(next) => attempt = next,
-            Step::Denied(denial) => return Err(denial),
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -179,115 +119,6 @@ impl Pool {
             max_per_owner,
             stats,
         }
-    }
-
-    /// Begins an allocation for `owner`: takes the first free port out of
-    /// the queue, to be probed (the server probes without its lock held)
-    /// and reported to [`finish`](Pool::finish). While the attempt lives,
-    /// its port is out of the queue: nobody else can be given it. When the
-    /// queue is empty, checks [`OWNER_CHECKS_PER_REQUEST`] owners first and
-    /// takes back dead ones' ports.
-    ///
-    /// # Errors
-    ///
-    /// [`Denial::Quota`] when the owner holds (or is being given) its quota,
-    /// [`Denial::Exhausted`] when no port is free. Both are counted.
-    pub fn begin(&mut self, owner: Owner, processes: &dyn ProcessTable) -> Result<Attempt, Denial> {
-        self.stats.checked_last = 0;
-        let port = self.take_candidate(owner, processes)?;
-        // The candidate and every port then queued (the take may have
-        // reclaimed some), so one request never probes a port twice.
-        let budget = (self.free.len() + 1).min(MAX_PROBES_PER_REQUEST);
-        Ok(Attempt {
-            owner,
-            port,
-            tries: 1,
-            budget,
-        })
-    }
-
-    /// Ends the probe of an attempt's port. Free, the port becomes the
-    /// owner's ([`Step::Given`]). Busy outside the server, it goes to the
-    /// back of the queue and the attempt moves on to the next candidate
-    /// ([`Step::Retry`]), until the request's probe budget is spent or the
-    /// queue is empty ([`Step::Denied`], counted).
-    pub fn finish(
-        &mut self,
-        attempt: Attempt,
-        is_free: bool,
-        processes: &dyn ProcessTable,
-    ) -> Step {
-        let Attempt {
-            owner,
-            port,
-            tries,
-            budget,
-        } = attempt;
-        let Some(i) = self
-            .probing
-            .iter()
-            .position(|&(p, o)| p == port && o == owner)
-        else {
-            // An attempt of another pool: nothing of ours to finish.
-            return Step::Denied(Denial::Exhausted);
-        };
-        self.probing.swap_remove(i);
-        if is_free {
-            self.assign(port, owner);
-            self.stats.allocations += 1;
-            return Step::Given(port);
-        }
-        self.stats.busy_skipped += 1;
-        self.slot_of[port as usize] = FREE;
-        self.free.push_back(port);
-        if tries >= budget {
-            self.stats.denied += 1;
-            return Step::Denied(Denial::Exhausted);
-        }
-        match self.take_candidate(owner, processes) {
-            Ok(port) => Step::Retry(Attempt {
-                owner,
-                port,
-                tries: tries + 1,
-                budget,
-            }),
-            Err(denial) => Step::Denied(denial),
-        }
-    }
-
-    /// Takes the next free port out of the queue for `owner`, marking it
-    /// in flight; checks the quota first (ports in flight count).
-    fn take_candidate(
-        &mut self,
-        owner: Owner,
-        processes: &dyn ProcessTable,
-    ) -> Result<u16, Denial> {
-        if self.max_per_owner > 0 {
-            let in_flight = self.probing.iter().filter(|(_, o)| *o == owner).count();
-            let held = self.held_by(owner) + in_flight;
-            if held >= self.max_per_owner {
-                self.stats.denied += 1;
-                self.stats.denied_quota += 1;
-                return Err(Denial::Quota { held });
-            }
-        }
-        let port = match self.free.pop_front() {
-            Some(port) => port,
-            None => {
-                self.reclaim_some(processes, OWNER_CHECKS_PER_REQUEST);
-                match self.free.pop_front() {
-                    Some(port) => port,
-                    None => {
-                        self.stats.denied += 1;
-                        return Err(Denial::Exhausted);
-                    }
-                }
-            }
-        };
-        self.slot_of[port as usize] = PROBING;
-        self.probing.push((port, owner));
-        self.stats.checked_last += 1;
-        Ok(port)
     }
 
     /// [`allocate_with`] on this pool: hands `owner` the first free port the
@@ -451,78 +282,5 @@ impl Pool {
             owners: self.owners.len() as u64,
             ..self.stats
         }
-    }
-
-    /// Checks the pool's invariants: every managed port is free exactly once
-    /// or held by exactly one owner, the index matches, no owner is empty.
-    /// For tests and fuzzers: O(pool size).
-    ///
-    /// # Errors
-    ///
-    /// A description of the first broken invariant.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        let mut seen: HashMap<u16, u32> = HashMap::with_capacity(self.managed.len());
-        for &p in &self.free {
-            if self.slot_of[p as usize] != FREE {
-                return Err(format!(
-                    "port {p} is queued free but its slot says otherwise"
-                ));
-            }
-            *seen.entry(p).or_default() += 1;
-        }
-        for &(p, _) in &self.probing {
-            if self.slot_of[p as usize] != PROBING {
-                return Err(format!(
-                    "port {p} is being probed but its slot says otherwise"
-                ));
-            }
-            *seen.entry(p).or_default() += 1;
-        }
-        for (slot, entry) in self.owners.iter().enumerate() {
-            if entry.ports.is_empty() {
-                return Err(format!("owner {:?} holds no port", entry.owner));
-            }
-            if self.index.get(&entry.owner) != Some(&(slot as u32)) {
-                return Err(format!("owner {:?} is not indexed at {slot}", entry.owner));
-            }
-            for &p in &entry.ports {
-                if self.slot_of[p as usize] != slot as u32 {
-                    return Err(format!(
-                        "port {p} held by {:?} points elsewhere",
-                        entry.owner
-                    ));
-                }
-                *seen.entry(p).or_default() += 1;
-            }
-        }
-        if self.index.len() != self.owners.len() {
-            return Err("index and owner list differ in size".to_string());
-        }
-        // Free and held ports all have managed slots (checked above), so
-        // every port is accounted for exactly once when each managed port
-        // was seen once and nothing else was seen.
-        for &p in &self.managed {
-            if self.slot_of[p as usize] == UNMANAGED {
-                return Err(format!("managed port {p} has an unmanaged slot"));
-            }
-            let n = seen.get(&p).copied().unwrap_or(0);
-            if n != 1 {
-                return Err(format!("port {p} is accounted for {n} times"));
-            }
-        }
-        if seen.len() != self.managed.len() {
-            return Err("a port outside the pool is in use by the pool".to_string());
-        }
-        let s = self.stats();
-        if self.managed.len() as u64 != s.managed || s.free + s.held + s.probing != s.managed {
-            return Err(format!(
-                "counts do not add up: managed {}, stats {} free + {} held + {} probing",
-                self.managed.len(),
-                s.free,
-                s.held,
-                s.probing
-            ));
-        }
-        Ok(())
     }
 }
