@@ -272,19 +272,8 @@ fn stats_of_a_portserver() {
 /// A one-shot fake portserver: answers `reply` and returns the request.
 fn fake_server(address: &str, reply: &'static [u8]) -> std::thread::JoinHandle<Vec<u8>> {
     use std::io::Write;
-    use std::os::unix::net::UnixListener;
-    let addr: portpick::PortServerAddress = address.parse().unwrap();
-    let listener = UnixListener::bind_addr(&addr.to_socket_addr().unwrap()).unwrap();
-    std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(PATIENCE)).unwrap();
-        let mut got = Vec::new();
-        let mut byte = [0u8; 1];
-        while !got.ends_with(b"\n") && s.read(&mut byte).unwrap_or(0) == 1 {
-            got.push(byte[0]);
-        }
+    one_shot_server(address, move |s| {
         let _ = s.write_all(reply);
-        got
     })
 }
 

@@ -4,63 +4,19 @@
 
 mod support;
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::BTreeSet;
 use std::net::{TcpListener, UdpSocket};
 use std::sync::Mutex;
 
+use portpick::__private::fakes::FakeProber;
 use portpick::{Picker, Prober, Protocol, Source};
 use support::*;
 
-/// Kernel ports come from a script; `busy` says which (port, protocol)
-/// are in use. Every question is recorded.
-#[derive(Default)]
-struct Script {
-    kernel: Mutex<VecDeque<u16>>,
-    busy: Mutex<HashSet<(u16, Protocol)>>,
-    asked: Mutex<Vec<(u16, Protocol)>>,
-    kernel_asked: Mutex<Vec<Protocol>>,
-}
-
-impl Script {
-    fn new(kernel: &[u16]) -> Script {
-        Script {
-            kernel: Mutex::new(kernel.iter().copied().collect()),
-            ..Script::default()
-        }
-    }
-    fn busy(self, port: u16, proto: Protocol) -> Script {
-        self.busy.lock().unwrap().insert((port, proto));
-        self
-    }
-    fn asked(&self) -> Vec<(u16, Protocol)> {
-        self.asked.lock().unwrap().clone()
-    }
-    fn kernel_asked(&self) -> Vec<Protocol> {
-        self.kernel_asked.lock().unwrap().clone()
-    }
-}
-
-impl Prober for Script {
-    fn is_free(&self, port: u16, proto: Protocol) -> bool {
-        self.asked.lock().unwrap().push((port, proto));
-        !self.busy.lock().unwrap().contains(&(port, proto))
-    }
-    fn kernel_port(&self, proto: Protocol) -> Option<u16> {
-        self.kernel_asked.lock().unwrap().push(proto);
-        self.kernel.lock().unwrap().pop_front()
-    }
-}
-
-/// Every port busy on every protocol, and no kernel port.
-struct Nothing;
-
-impl Prober for Nothing {
-    fn is_free(&self, _: u16, _: Protocol) -> bool {
-        false
-    }
-    fn kernel_port(&self, _: Protocol) -> Option<u16> {
-        None
-    }
+/// Kernel ports come from a script, each question recorded.
+fn script(kernel: &[u16]) -> FakeProber {
+    FakeProber::new()
+        .offering(kernel.iter().copied())
+        .recording()
 }
 
 /// Tests that use the process-wide picker take turns: one test's reserved
@@ -79,16 +35,16 @@ fn no_locks<P: Prober>(p: P) -> Picker<P> {
 
 #[test]
 fn a_kernel_port_busy_on_udp_is_skipped() {
-    let picker = no_locks(Script::new(&[30001, 30002]).busy(30001, Protocol::Udp));
+    let picker = no_locks(script(&[30001, 30002]).busy_on(30001, Protocol::Udp));
     assert_eq!(picker.pick_unused_port(), Ok(30002));
-    let asked = picker.prober().asked.lock().unwrap().clone();
+    let asked = picker.prober().asked();
     // The kernel vouched for TCP; only UDP is asked.
     assert_eq!(asked, vec![(30001, Protocol::Udp), (30002, Protocol::Udp)]);
 }
 
 #[test]
 fn when_every_try_fails_a_typed_error() {
-    let picker = no_locks(Nothing);
+    let picker = no_locks(FakeProber::new().all_busy(true));
     let err = picker.pick_unused_port().unwrap_err();
     assert_eq!(err.tries(), 20);
     assert_eq!(err.to_string(), "no free port found after 20 candidates");
@@ -100,21 +56,21 @@ fn when_every_try_fails_a_typed_error() {
 fn random_fallback_when_the_kernel_fails() {
     // No kernel ports at all: ten random ports in 15000..25000, each
     // checked on TCP and UDP.
-    let picker = no_locks(Script::new(&[])).seed(7);
+    let picker = no_locks(script(&[])).seed(7);
     let port = picker.pick_unused_port().unwrap();
     assert!((15000..25000).contains(&port));
-    let asked = picker.prober().asked.lock().unwrap().clone();
+    let asked = picker.prober().asked();
     assert!(asked.contains(&(port, Protocol::Tcp)));
     assert!(asked.contains(&(port, Protocol::Udp)));
     // The same seed, the same pick.
-    let again = no_locks(Script::new(&[])).seed(7);
+    let again = no_locks(script(&[])).seed(7);
     assert_eq!(again.pick_unused_port(), Ok(port));
 }
 
 #[test]
 fn a_picked_port_is_not_picked_again_until_returned() {
     // The kernel offers the same port twice (as bind(0) may).
-    let picker = no_locks(Script::new(&[30001, 30001, 30002, 30001]));
+    let picker = no_locks(script(&[30001, 30001, 30002, 30001]));
     assert_eq!(picker.pick_unused_port(), Ok(30001));
     assert_eq!(picker.pick_unused_port(), Ok(30002));
     assert!(picker.return_port(30001));
@@ -123,7 +79,7 @@ fn a_picked_port_is_not_picked_again_until_returned() {
 
 #[test]
 fn reserved_owned_and_returned_bookkeeping() {
-    let picker = no_locks(Script::new(&[30001]));
+    let picker = no_locks(script(&[30001]));
     picker.add_reserved_port(20000);
     picker.add_reserved_port(20001);
     assert_eq!(picker.reserved(), vec![20000, 20001]);
@@ -134,7 +90,7 @@ fn reserved_owned_and_returned_bookkeeping() {
     );
     assert_eq!(picker.pick_unused_port(), Ok(20001));
     assert!(picker.reserved().is_empty());
-    assert!(picker.prober().asked.lock().unwrap().is_empty());
+    assert!(picker.prober().asked().is_empty());
     assert_eq!(
         picker.pick_with_source(None, None),
         Ok((30001, Source::Local))
@@ -152,7 +108,7 @@ fn reserved_owned_and_returned_bookkeeping() {
 
 #[test]
 fn the_guard_returns_its_port() {
-    let picker = no_locks(Script::new(&[30001, 30002]));
+    let picker = no_locks(script(&[30001, 30002]));
     {
         let guard = picker.pick_guard().unwrap();
         assert_eq!(guard.port(), 30001);
@@ -252,16 +208,16 @@ fn random_fallback_after_ten_busy_kernel_ports() {
     // Ten kernel ports, each busy on UDP: exactly ten kernel tries (all
     // for TCP), then random ports in 15000..25000.
     let kernel: Vec<u16> = (30001..30012).collect();
-    let mut script = Script::new(&kernel);
+    let mut prober = script(&kernel);
     for &p in &kernel {
-        script = script.busy(p, Protocol::Udp);
+        prober = prober.busy_on(p, Protocol::Udp);
     }
-    let picker = no_locks(script).seed(11);
+    let picker = no_locks(prober).seed(11);
     let port = picker.pick_unused_port().unwrap();
     assert!((15000..25000).contains(&port), "{port}");
     assert_eq!(picker.prober().kernel_asked(), vec![Protocol::Tcp; 10]);
     // The eleventh kernel port was never offered.
-    assert_eq!(picker.prober().kernel.lock().unwrap().len(), 1);
+    assert_eq!(picker.prober().kernel_left(), 1);
     let asked = picker.prober().asked();
     assert!(asked[..10].iter().all(|&(_, proto)| proto == Protocol::Udp));
     assert!(asked.ends_with(&[(port, Protocol::Tcp), (port, Protocol::Udp)]));
@@ -298,8 +254,8 @@ fn busy_random_ports_are_skipped_and_the_seed_decides() {
         fn is_free(&self, port: u16, proto: Protocol) -> bool {
             self.0.lock().unwrap().push((port, proto));
             match proto {
-                Protocol::Tcp => port.is_multiple_of(2),
-                Protocol::Udp => !port.is_multiple_of(4),
+                Protocol::Tcp => port % 2 == 0,
+                Protocol::Udp => port % 4 != 0,
             }
         }
         fn kernel_port(&self, _: Protocol) -> Option<u16> {
@@ -335,18 +291,8 @@ fn busy_random_ports_are_skipped_and_the_seed_decides() {
 
 #[test]
 fn one_picker_shared_by_threads_never_hands_a_port_out_twice() {
-    /// "The kernel" keeps offering the same 40 ports, as bind(0) may.
-    struct Few(std::sync::atomic::AtomicUsize);
-    impl Prober for Few {
-        fn is_free(&self, _: u16, _: Protocol) -> bool {
-            true
-        }
-        fn kernel_port(&self, _: Protocol) -> Option<u16> {
-            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Some(30000 + (n % 40) as u16)
-        }
-    }
-    let picker = no_locks(Few(Default::default()));
+    // "The kernel" keeps offering the same 40 ports, as bind(0) may.
+    let picker = no_locks(FakeProber::new().cycling(30000..30040));
     let ports: Vec<u16> = in_threads(8, |_| {
         (0..25)
             .map(|_| picker.pick_unused_port().unwrap())
@@ -410,7 +356,7 @@ fn bound_sockets_serve_on_both_families() {
 fn a_reserved_port_comes_before_the_portserver() {
     let ports = pool_ports(1);
     let (address, _server) = embedded(&ports);
-    let picker = no_locks(Script::new(&[30001]));
+    let picker = no_locks(script(&[30001]));
     picker.add_reserved_port(20005);
     assert_eq!(
         picker.pick_with_source(None, Some(&address)),

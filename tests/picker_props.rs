@@ -7,47 +7,18 @@
 
 mod support;
 
-use std::collections::{BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Mutex;
+use std::collections::BTreeSet;
 
-use portpick::{Picker, Prober, Protocol, Source};
+use portpick::__private::fakes::FakeProber;
+use portpick::{Picker, Source};
 use proptest::prelude::*;
 use support::TempDir;
 
 /// "The kernel" cycles through a few ports, so both pickers are offered
 /// the same ones again and again; every port probes free.
-struct Cycle(Mutex<VecDeque<u16>>);
-
-impl Cycle {
-    fn new() -> Cycle {
-        Cycle(Mutex::new((31000..31006).collect()))
-    }
-}
-
-impl Prober for Cycle {
-    fn is_free(&self, _: u16, _: Protocol) -> bool {
-        true
-    }
-    fn kernel_port(&self, _: Protocol) -> Option<u16> {
-        let mut q = self.0.lock().unwrap();
-        let p = q.pop_front()?;
-        q.push_back(p);
-        Some(p)
-    }
-}
-
-/// "The kernel" offers one chosen port; every port probes free. So a picker
-/// on it gets that port exactly when no one holds its lock.
-struct Offer(AtomicU16);
-
-impl Prober for Offer {
-    fn is_free(&self, _: u16, _: Protocol) -> bool {
-        true
-    }
-    fn kernel_port(&self, _: Protocol) -> Option<u16> {
-        Some(self.0.load(Ordering::Relaxed))
-    }
+/// "The kernel" offers the same six ports round and round.
+fn cycle() -> FakeProber {
+    FakeProber::new().cycling(31000..31006)
 }
 
 #[derive(Debug, Clone)]
@@ -92,8 +63,8 @@ proptest! {
     fn claims_follow_the_bookkeeping(ops in proptest::collection::vec(op(), 1..60)) {
         let dir = TempDir::new("props");
         let pickers = [
-            Picker::with_prober(Cycle::new()).lock_dir(Some(dir.path())).seed(1),
-            Picker::with_prober(Cycle::new()).lock_dir(Some(dir.path())).seed(2),
+            Picker::with_prober(cycle()).lock_dir(Some(dir.path())).seed(1),
+            Picker::with_prober(cycle()).lock_dir(Some(dir.path())).seed(2),
         ];
         let mut models = [Model::default(), Model::default()];
         for op in ops {
@@ -152,7 +123,7 @@ proptest! {
                     let mut candidates: Vec<u16> = (31000..31006).collect();
                     candidates.extend(models.iter().flat_map(|m| m.local.iter().copied()));
                     let port = candidates[k % candidates.len()];
-                    let outsider = Picker::with_prober(Offer(AtomicU16::new(port)))
+                    let outsider = Picker::with_prober(FakeProber::new().always_offering(port))
                         .lock_dir(Some(dir.path()))
                         .seed(3);
                     let (got, source) = outsider.pick_with_source(None, None).unwrap();
@@ -176,7 +147,7 @@ proptest! {
                 prop_assert!(p.return_port(port));
             }
         }
-        let third = Picker::with_prober(Cycle::new()).lock_dir(Some(dir.path()));
+        let third = Picker::with_prober(cycle()).lock_dir(Some(dir.path()));
         let got: BTreeSet<u16> = (0..6).map(|_| third.pick_unused_port().unwrap()).collect();
         prop_assert_eq!(got, (31000..31006).collect::<BTreeSet<_>>());
     }

@@ -115,6 +115,15 @@ impl FakeProber {
         lock(&self.asked).clone()
     }
 
+    /// How many scripted kernel ports are left (see
+    /// [`FakeProber::offering`]).
+    pub fn kernel_left(&self) -> usize {
+        match &*lock(&self.kernel) {
+            Kernel::Script(q) => q.len(),
+            _ => 0,
+        }
+    }
+
     /// Every `kernel_port` question so far.
     pub fn kernel_asked(&self) -> Vec<Protocol> {
         lock(&self.kernel_asked).clone()

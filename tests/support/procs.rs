@@ -1,0 +1,65 @@
+#![allow(dead_code)]
+
+//! Child processes: live ones to kill, dead pids, bounded waits.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills and reaps a child when dropped, even when a test panics.
+pub struct Reaper(pub Child);
+
+impl Reaper {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Kills (SIGKILL) and reaps the child now.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A live process that the test can kill: `sleep 300`.
+pub fn sleeper() -> Reaper {
+    Reaper(
+        Command::new("sleep")
+            .arg("300")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The pid of a process that has exited and been reaped.
+pub fn dead_pid() -> u32 {
+    let mut c = Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+/// Waits for a child's output, killing it when `limit` passes.
+pub fn wait_output(mut child: Child, limit: Duration) -> std::process::Output {
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "child did not exit within {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
