@@ -256,14 +256,24 @@ fn main() {
     }
     banner("portpick portserver (Rust client over the unix socket)");
     let ports = free_pool();
+    allocation_vs_floor(&ports);
+    no_port_with_a_full_pool(&ports);
+    isolated_server();
+    owner_death();
+    parallel_clients(&ports);
+    peak_memory();
+}
 
+/// An allocation round trip to our server next to the floor server, with
+/// the CPU each spends per request.
+fn allocation_vs_floor(ports: &[u16]) {
     header("real server (binds, /proc): per request, interleaved");
     let (floor_addr, floor_tids) = spawned(|| {
         let address = unique("floor");
         floor_server(&address);
         sockaddr(&address)
     });
-    let ((_ours, ours), ours_tids) = spawned(|| real_server(&ports));
+    let ((_ours, ours), ours_tids) = spawned(|| real_server(ports));
     let owner = sleeper();
     let cpu = Cpu::start(&[&floor_tids, &ours_tids]);
     let f = interleaved(
@@ -298,9 +308,15 @@ fn main() {
     );
     record("cpu_floor", cpu[0].as_nanos());
     record("cpu_alloc", cpu[1].as_nanos());
+}
 
+/// "No port" from a pool whose 10,000 ports 100 live owners hold, next to
+/// an allocation: the O(1) claim.
+fn no_port_with_a_full_pool(ports: &[u16]) {
+    let ((_ours, ours), ours_tids) = spawned(|| real_server(ports));
+    let owner = sleeper();
     // A second server, every port held by 100 live owners.
-    let ((_full, full_addr), full_tids) = spawned(|| real_server(&ports));
+    let ((_full, full_addr), full_tids) = spawned(|| real_server(ports));
     let owners: Vec<Reaper> = (0..100).map(|_| sleeper()).collect();
     let pids: Vec<u32> = owners.iter().map(Reaper::pid).collect();
     let held = fill(&full_addr, &pids, ports.len());
@@ -322,7 +338,7 @@ fn main() {
     );
     let cpu = cpu.per_call(300);
     let [alloc2, noport] = <[Figure; 2]>::try_from(f).expect("two");
-    row("alloc2", "allocation round trip (again)", &alloc2, "");
+    row("alloc2", "allocation round trip (own server)", &alloc2, "");
     row(
         "noport",
         &format!("\"no port\", {held} held by 100 live owners"),
@@ -334,8 +350,12 @@ fn main() {
             fmt(cpu[0])
         ),
     );
-    drop((_ours, _full, owners));
+    drop((_ours, _full, owners, owner));
+}
 
+/// The server alone: a prober that says every port is free and a fake
+/// process table, so no bind or `/proc` read is timed.
+fn isolated_server() {
     header("isolated server (prober says all free, fake process table)");
     let (_a, fake_alloc_addr, _t) = fake_server();
     let (_b, fake_full, _t2) = fake_server();
@@ -361,9 +381,12 @@ fn main() {
         &format!("{} of allocation", ratio("fake_noport", &fnoport, &falloc)),
     );
     drop((_a, _b));
+}
 
-    // One fresh server per sample: fill, time an allocation with everyone
-    // alive, kill the owner of ~100 ports, time the next allocation(s).
+/// One fresh server per sample: an allocation with everyone alive, then
+/// right after the owner of ~100 ports died; and with the pool full.
+fn owner_death() {
+    let fake_pids: Vec<u32> = (0..100).map(|i| FAKE_PID + 1 + i).collect();
     let samples = if full() { 9 } else { 1 };
     let (mut before, mut after, mut full_before, mut full_after) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -432,11 +455,14 @@ fn main() {
         "ratio_died_full",
         format!("{:.3}", ratio_of(&full_after, &before)),
     );
+}
 
+/// Allocations per second with 1 to 32 client threads.
+fn parallel_clients(ports: &[u16]) {
     header("parallel clients (allocations/s, real server, fresh each)");
     let mut single = 0.0;
     for threads in [1usize, 2, 8, 32] {
-        let ((server, addr), tids) = spawned(|| real_server(&ports));
+        let ((server, addr), tids) = spawned(|| real_server(ports));
         let owners: Vec<Reaper> = (0..threads).map(|_| sleeper()).collect();
         let cpu_before = cpu_time(&tids);
         let total = if full() { 3200 } else { 64 };
@@ -474,7 +500,10 @@ fn main() {
         record(&format!("par{threads}"), format!("{rate:.0}"));
         drop(server);
     }
+}
 
+/// Peak RSS of the example binary with a full 10,000-port pool.
+fn peak_memory() {
     header("memory: example portserver binary, 10,000-port pool");
     let exe = std::env::current_exe().expect("exe");
     let example = exe
