@@ -29,10 +29,19 @@ fn help_and_bad_flags() {
     let out = run_portserver(&["--portserver_address"]);
     assert_eq!(out.status.code(), Some(2));
 
-    let out = run_portserver(&["--portserver_static_pool=0-0,70000-70001,x"]);
+    let out = run_portserver(&["--portserver_static_pool=0-0,70000-70001,x,9-8"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("no ports"), "{err}");
+    // Each piece is named with its reason.
+    for named in [
+        "\"0-0\" (ports are 1 to 65535)",
+        "\"70000-70001\" (ports are 1 to 65535)",
+        "\"x\" (not N-P)",
+        "\"9-8\" names no port (its start is after its end)",
+    ] {
+        assert!(err.contains(named), "{named} missing from: {err}");
+    }
 }
 
 #[test]
@@ -110,5 +119,24 @@ fn pool_ports_in_the_kernels_ephemeral_range_are_reported() {
         server.wait_for_log("2 of 2 pool ports are in the kernel's ephemeral range"),
         "{}",
         server.log_text()
+    );
+}
+
+#[test]
+fn a_non_utf8_argument_is_a_usage_error() {
+    use std::os::unix::ffi::OsStrExt;
+    let child = std::process::Command::new(example_path("portserver"))
+        .arg(std::ffi::OsStr::from_bytes(b"--portserver_address=@\xff"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_output(child, PATIENCE);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not valid UTF-8") && err.contains("usage:"),
+        "{err}"
     );
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::address::PortServerAddress;
 use crate::server::log::Level;
-use crate::server::ranges::{parse_port_ranges, RangeError};
+use crate::server::ranges::{empty_pieces, parse_port_ranges, RangeError};
 
 /// Python's default pool.
 pub const DEFAULT_POOL: &str = "15000-24999";
@@ -148,6 +148,8 @@ pub enum ArgsError {
     EmptyPool {
         /// The value given.
         value: String,
+        /// Each piece, with why it names no port.
+        problems: Vec<RangeError>,
     },
 }
 
@@ -159,10 +161,17 @@ impl fmt::Display for ArgsError {
             ArgsError::BadValue { flag, value } => {
                 write!(f, "invalid value {value:?} for argument {flag}")
             }
-            ArgsError::EmptyPool { value } => write!(
-                f,
-                "no ports: invalid port ranges in --portserver_static_pool {value:?}"
-            ),
+            ArgsError::EmptyPool { value, problems } => {
+                write!(
+                    f,
+                    "no ports: invalid port ranges in --portserver_static_pool {value:?}"
+                )?;
+                for (i, problem) in problems.iter().enumerate() {
+                    f.write_str(if i == 0 { ": " } else { "; " })?;
+                    problem.fmt(f)?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -279,7 +288,11 @@ where
     };
     let (ports, skipped) = parse_port_ranges(&pool);
     if ports.is_empty() {
-        return Err(ArgsError::EmptyPool { value: pool });
+        let problems = empty_pieces(&pool);
+        return Err(ArgsError::EmptyPool {
+            value: pool,
+            problems,
+        });
     }
     config.ports = ports;
     Ok(Command::Run { config, skipped })

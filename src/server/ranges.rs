@@ -18,16 +18,32 @@ pub enum RangeError {
         /// The piece as written.
         piece: String,
     },
+    /// Starts after it ends, so it names no port (Python skips these
+    /// silently; [`parse_port_ranges`] does too, and only an error about an
+    /// empty pool names them).
+    Backwards {
+        /// The piece as written.
+        piece: String,
+    },
 }
 
 impl fmt::Display for RangeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RangeError::Unparsable { piece } => {
-                write!(f, "ignoring unparsable port range {piece:?}")
+                write!(f, "ignoring unparsable port range {piece:?} (not N-P)")
             }
             RangeError::OutOfBounds { piece } => {
-                write!(f, "ignoring out of bounds port range {piece:?}")
+                write!(
+                    f,
+                    "ignoring out of bounds port range {piece:?} (ports are 1 to 65535)"
+                )
+            }
+            RangeError::Backwards { piece } => {
+                write!(
+                    f,
+                    "port range {piece:?} names no port (its start is after its end)"
+                )
             }
         }
     }
@@ -70,6 +86,26 @@ pub fn parse_port_ranges(spec: &str) -> (Vec<u16>, Vec<RangeError>) {
     }
     let ports = (1..=65535u16).filter(|&p| present[p as usize]).collect();
     (ports, skipped)
+}
+
+/// Every piece of `spec` that names no port, with the reason: what
+/// [`parse_port_ranges`] skips and the ranges whose start is after their
+/// end. For the error about a pool with no port.
+pub fn empty_pieces(spec: &str) -> Vec<RangeError> {
+    let (_, mut problems) = parse_port_ranges(spec);
+    for piece in spec.split(',') {
+        let parsed = piece
+            .split_once('-')
+            .and_then(|(a, b)| Some((number(a)?, number(b)?)));
+        if let Some((start, end)) = parsed {
+            if start >= 1 && end <= 65535 && start > end {
+                problems.push(RangeError::Backwards {
+                    piece: piece.to_string(),
+                });
+            }
+        }
+    }
+    problems
 }
 
 /// A decimal number with optional white space around it, saturating far
