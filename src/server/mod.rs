@@ -28,7 +28,7 @@ pub use config::{
     parse_args, ArgsError, Command, ServerConfig, DEFAULT_ADDRESS, DEFAULT_MAX_PORTS_PER_PID,
     DEFAULT_POOL, USAGE,
 };
-pub use log::{Level, Logger};
+pub use log::{Level, LogOutput, Logger};
 pub use pool::{Denial, Owner, Pool, PoolStats, MAX_PROBES_PER_REQUEST, OWNER_CHECKS_PER_REQUEST};
 pub use process::{parse_stat, ProcFs, ProcStat, ProcessTable, StatError};
 pub use ranges::{parse_port_ranges, RangeError};
@@ -171,7 +171,7 @@ impl PortServer {
             prober,
             processes,
         } = self;
-        let logger = Logger::new(config.log_level);
+        let logger = Logger::spawn(config.log_level, config.log_output.clone());
         let mut pool = Pool::new(config.ports.iter().copied(), config.max_ports_per_pid);
         if pool.stats().managed == 0 {
             return Err(ServerError::EmptyPool);
