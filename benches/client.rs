@@ -108,4 +108,50 @@ fn main() {
         &thread,
         "",
     );
+
+    header("allocation round trip, real server (binds, /proc)");
+    let real = format!("@portpick-bench-client-real-{}", std::process::id());
+    let ports: Vec<u16> = (15000..=24999)
+        .filter(|&p| portpick::is_port_free(p))
+        .collect();
+    let config = ServerConfig::new(real.parse().expect("address"))
+        .ports(ports)
+        .max_ports_per_pid(0)
+        .log_level(Level::Error);
+    let _real_server = PortServer::new(config).start().expect("start the server");
+    let real_addr = real
+        .parse::<PortServerAddress>()
+        .expect("address")
+        .to_socket_addr()
+        .expect("socket address");
+    let me = std::process::id();
+    let f = interleaved(
+        300,
+        &mut [
+            &mut || {
+                assert!(direct(&real_addr, me).is_some(), "no port");
+            },
+            &mut || {
+                let port =
+                    portpick::get_port_from_port_server_with_timeout(&real, Some(me), TIMEOUT);
+                assert!(black_box(port).is_ok(), "no port");
+            },
+        ],
+    );
+    let [before, after] = <[Figure; 2]>::try_from(f).expect("two");
+    row(
+        "client_real_direct",
+        "connect on the caller's thread (before)",
+        &before,
+        "",
+    );
+    row(
+        "client_real_library",
+        "library call: connect on a helper thread",
+        &after,
+        &format!(
+            "{} of before",
+            ratio("client_real_library", &after, &before)
+        ),
+    );
 }
