@@ -1,6 +1,6 @@
 //! `--portserver_state_file`: reservations survive `kill -9` and restarts,
-//! gone owners are dropped, corrupt files are read as far as they go, and
-//! an unwritable path is an error at start.
+//! gone owners are dropped, corrupt journals are read as far as they go,
+//! and an unwritable path is an error at start.
 #![cfg(target_os = "linux")]
 
 mod support;
@@ -168,16 +168,17 @@ fn a_corrupt_file_is_reported_and_what_can_be_read_is_kept() {
     assert!(a != ports[0] && b != ports[0]);
     assert_eq!(ask(&address, other.pid()), None);
 
-    // Binary garbage with no header at all: still starts, empty.
-    std::fs::write(&state, [0xffu8, 0, 0x80, b'\n', 0x7f]).unwrap();
-    let address = unique_address("persist");
-    let server = ServerProcess::start(&address, &[&pool_arg(&ports), &state_arg(&state)]);
-    assert!(
-        server.wait_for_log("no valid header"),
-        "{}",
-        server.log_text()
-    );
-    assert_eq!(stat(&address, "num-ports-held"), 0);
+    // Binary garbage with no header at all is not ours: refused, untouched
+    // (tests/state_faults.rs has the other files that are not journals).
+    let garbage = [0xffu8, 0, 0x80, b'\n', 0x7f];
+    std::fs::write(&state, garbage).unwrap();
+    let out = run_portserver(&[
+        &format!("--portserver_address={}", unique_address("persist")),
+        &pool_arg(&ports),
+        &state_arg(&state),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(std::fs::read(&state).unwrap(), garbage);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::address::PortServerAddress;
-use crate::server::log::Level;
+use crate::server::log::{Level, LogOutput};
 use crate::server::ranges::{empty_pieces, parse_port_ranges, RangeError};
 
 /// Python's default pool.
@@ -30,8 +30,13 @@ pub struct ServerConfig {
     pub state_file: Option<PathBuf>,
     /// Ports one process may hold at once; 0 is no limit. Default 1,000.
     pub max_ports_per_pid: usize,
-    /// How much to log. Default [`Level::Info`].
+    /// How much to log. Default [`Level::Warning`]: a server built in code
+    /// is quiet unless something is wrong. The daemon's flags
+    /// ([`parse_args`]) give [`Level::Info`], as Python's.
     pub log_level: Level,
+    /// Where log lines go (`None`: stderr); set with
+    /// [`ServerConfig::log_to`].
+    pub(crate) log_output: Option<LogOutput>,
     /// Log statistics this often (at `--verbose`). Default 60 s.
     pub stats_interval: Option<Duration>,
     /// Sweep all owners for dead ones this often. Default 1 s.
@@ -52,7 +57,8 @@ impl Default for ServerConfig {
             ports: (15000..=24999).collect(),
             state_file: None,
             max_ports_per_pid: DEFAULT_MAX_PORTS_PER_PID,
-            log_level: Level::Info,
+            log_level: Level::Warning,
+            log_output: None,
             stats_interval: Some(Duration::from_secs(60)),
             reclaim_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(2),
@@ -89,9 +95,18 @@ impl ServerConfig {
         self
     }
 
-    /// Sets the log level (default [`Level::Info`]).
+    /// Sets the log level (default [`Level::Warning`]; [`Level::Off`]:
+    /// nothing).
     pub fn log_level(mut self, level: Level) -> Self {
         self.log_level = level;
+        self
+    }
+
+    /// Sends the log to `writer` instead of stderr (default: stderr), one
+    /// `write_all` per line, from a thread of the server's own: a writer
+    /// that blocks delays no client (lines are dropped and counted).
+    pub fn log_to(mut self, writer: impl std::io::Write + Send + 'static) -> Self {
+        self.log_output = Some(LogOutput::new(writer));
         self
     }
 

@@ -85,7 +85,7 @@ impl PortServer {
             prober,
             processes,
         } = self;
-        let logger = Logger::new(config.log_level);
+        let logger = Logger::spawn(config.log_level, config.log_output.clone());
         let mut pool = Pool::new(config.ports.iter().copied(), config.max_ports_per_pid);
         if pool.stats().managed == 0 {
             return Err(ServerError::EmptyPool);

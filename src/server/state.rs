@@ -11,10 +11,15 @@
 //! lines) it is compacted: the live state is written to `PATH.tmp`,
 //! `fsync`ed, renamed over `PATH`, and the directory `fsync`ed, so a crash
 //! at any point leaves either the old journal or the new one.
+//!
+//! The path is trusted only as far as it is ours: a symbolic link, or a
+//! file without our header, is refused and left alone; `PATH.tmp` is
+//! created exclusively, never through a link.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::server::process::Owner;
@@ -130,81 +135,186 @@ fn digits<T: std::str::FromStr>(s: &str) -> Option<T> {
     s.parse().ok()
 }
 
-/// The open journal.
+/// The open journal: the file at its path, written at known offsets.
+///
+/// Every write goes through the one handle that is (by identity, checked
+/// before each append) the file at the path, at `good_len`, the length of
+/// the whole lines already on disk. A write that fails part way is cut off
+/// again, so a torn line can never have the next record glued onto it.
 #[derive(Debug)]
 pub struct StateFile {
     path: PathBuf,
     file: File,
+    /// `(dev, inode)` of `file`: the path must still name it.
+    id: (u64, u64),
     boot_id: Option<String>,
     lines: usize,
+    /// Bytes of whole, synced lines: where the next record goes.
+    good_len: u64,
+    /// A failed write could not be cut off yet: no record goes after it
+    /// until it is.
+    torn: bool,
+    /// After a failed compaction, the line count at which to try again
+    /// (each try writes the whole state).
+    retry_compaction_at: usize,
 }
 
 /// A state file problem.
 #[derive(Debug)]
-pub struct StateError {
-    path: PathBuf,
-    action: &'static str,
-    source: io::Error,
+#[non_exhaustive]
+pub enum StateError {
+    /// Reading or writing the file (or its temporary copy) failed.
+    Io {
+        /// The state file.
+        path: PathBuf,
+        /// What was being done: `read`, `create`, `append to`, ...
+        action: &'static str,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The path (or its temporary copy's path) is a symbolic link, which
+    /// is never followed.
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
+    /// The path holds something that is not a state file (another program's
+    /// file, a typo'd path): it is left untouched.
+    NotAJournal {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The file at the path is no longer the journal this server writes
+    /// (removed or replaced while it ran): nothing is written to either.
+    Replaced {
+        /// The path.
+        path: PathBuf,
+    },
 }
 
 impl fmt::Display for StateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot {} state file {}: {}",
-            self.action,
-            self.path.display(),
-            self.source
-        )
+        match self {
+            StateError::Io {
+                path,
+                action,
+                source,
+            } => write!(f, "cannot {action} state file {}: {source}", path.display()),
+            StateError::Symlink { path } => write!(
+                f,
+                "state file {} is a symbolic link; not following it",
+                path.display()
+            ),
+            StateError::NotAJournal { path } => write!(
+                f,
+                "{} is not a portpick state file; leaving it untouched",
+                path.display()
+            ),
+            StateError::Replaced { path } => write!(
+                f,
+                "state file {} was replaced or removed while serving; not writing to it",
+                path.display()
+            ),
+        }
     }
 }
 
 /// `Display` prints the OS's message, so `source()` does not return it
-/// again.
+/// again (a chain printer would show it twice).
 impl std::error::Error for StateError {}
 
 impl StateError {
-    /// What the OS said.
-    pub fn io_error(&self) -> &io::Error {
-        &self.source
+    /// What the OS said, for an I/O failure.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            StateError::Io { source, .. } => Some(source),
+            _ => None,
+        }
     }
 }
 
+fn io_err<'a>(path: &'a Path, action: &'static str) -> impl Fn(io::Error) -> StateError + 'a {
+    move |source| StateError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// `(dev, inode)` of what `path` names itself (a link is not followed).
+fn identity_at(path: &Path) -> io::Result<(u64, u64)> {
+    let m = fs::symlink_metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
 impl StateFile {
-    /// Reads the state at `path` (missing: empty).
+    /// Reads the state at `path` (missing or empty: empty).
     ///
     /// # Errors
     ///
-    /// The file exists but cannot be read.
+    /// [`StateError::Symlink`] when `path` is a link,
+    /// [`StateError::NotAJournal`] when it is not a regular file or holds
+    /// bytes without our header (the file is not touched), and
+    /// [`StateError::Io`] when it cannot be read.
     pub fn load(path: &Path) -> Result<StateContents, StateError> {
-        match fs::read(path) {
-            Ok(buf) => Ok(parse_state(&buf)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(StateContents::default()),
-            Err(source) => Err(StateError {
+        let meta = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(StateContents::default()),
+            Err(e) => return Err(io_err(path, "read")(e)),
+        };
+        if meta.file_type().is_symlink() {
+            return Err(StateError::Symlink {
                 path: path.to_path_buf(),
-                action: "read",
-                source,
-            }),
+            });
         }
+        if !meta.is_file() {
+            // A FIFO would block the open, a directory cannot be replaced.
+            return Err(StateError::NotAJournal {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut file = File::open(path).map_err(io_err(path, "read"))?;
+        let opened = file.metadata().map_err(io_err(path, "read"))?;
+        if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+            // Swapped between the look and the open: read nothing.
+            return Err(StateError::Replaced {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf).map_err(io_err(path, "read"))?;
+        let contents = parse_state(&buf);
+        if contents.bad_header {
+            return Err(StateError::NotAJournal {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(contents)
     }
 
-    /// Writes `held` as the whole state at `path` (atomically) and opens it
-    /// for appending.
+    /// Writes `held` as the whole state at `path` (atomically) and keeps
+    /// the new file open as the journal.
     ///
     /// # Errors
     ///
-    /// The file or its directory cannot be written.
+    /// The file or its directory cannot be written; `PATH.tmp` is a link
+    /// or not a regular file.
     pub fn create(
         path: &Path,
         boot_id: Option<String>,
         held: impl IntoIterator<Item = (u16, Owner)>,
     ) -> Result<StateFile, StateError> {
-        let (file, lines) = write_snapshot(path, boot_id.as_deref(), held)?;
+        let (file, lines, good_len) = write_snapshot(path, boot_id.as_deref(), held, None)?;
+        let meta = file.metadata().map_err(io_err(path, "create"))?;
         Ok(StateFile {
             path: path.to_path_buf(),
             file,
+            id: (meta.dev(), meta.ino()),
             boot_id,
             lines,
+            good_len,
+            torn: false,
+            retry_compaction_at: 0,
         })
     }
 
@@ -212,16 +322,35 @@ impl StateFile {
     ///
     /// # Errors
     ///
-    /// The write or the `fsync` failed: the allocation must not be answered.
+    /// The write or the `fsync` failed (the journal is cut back to its last
+    /// whole line), or the path no longer names this journal: either way
+    /// the allocation must not be answered.
     pub fn append(&mut self, port: u16, owner: Owner) -> Result<(), StateError> {
+        if self.torn {
+            self.file
+                .set_len(self.good_len)
+                .map_err(io_err(&self.path, "repair"))?;
+            self.torn = false;
+        }
+        if identity_at(&self.path).ok() != Some(self.id) {
+            return Err(StateError::Replaced {
+                path: self.path.clone(),
+            });
+        }
         let line = format_entry(port, owner);
-        let err = |source| StateError {
-            path: self.path.clone(),
-            action: "append to",
-            source,
-        };
-        self.file.write_all(line.as_bytes()).map_err(err)?;
-        self.file.sync_data().map_err(err)?;
+        let written = self
+            .file
+            .write_all_at(line.as_bytes(), self.good_len)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // Part of the line may be on disk (a full disk takes what fits)
+            // or a whole one that was never synced: cut it off, as the
+            // client will not get this port. If even that fails, the next
+            // append tries again before writing anything.
+            self.torn = self.file.set_len(self.good_len).is_err();
+            return Err(io_err(&self.path, "append to")(e));
+        }
+        self.good_len += line.len() as u64;
         self.lines += 1;
         Ok(())
     }
@@ -229,7 +358,7 @@ impl StateFile {
     /// Whether the journal has grown enough, for `held` live ports, that a
     /// compaction pays.
     pub fn wants_compaction(&self, held: usize) -> bool {
-        self.lines > 1024 && self.lines > 4 * held
+        self.lines > 1024 && self.lines > 4 * held && self.lines >= self.retry_compaction_at
     }
 
     /// Rewrites the journal as `held` alone.
@@ -237,14 +366,26 @@ impl StateFile {
     /// # Errors
     ///
     /// Writing the new file failed; the old journal is still in place and
-    /// still appended to.
+    /// still appended to (as long as the path names it).
     pub fn compact(
         &mut self,
         held: impl IntoIterator<Item = (u16, Owner)>,
     ) -> Result<(), StateError> {
-        let (file, lines) = write_snapshot(&self.path, self.boot_id.as_deref(), held)?;
+        let snapshot = write_snapshot(&self.path, self.boot_id.as_deref(), held, Some(self.id));
+        let (file, lines, good_len) = match snapshot {
+            Ok(s) => s,
+            Err(e) => {
+                self.retry_compaction_at = self.lines + 256;
+                return Err(e);
+            }
+        };
+        // The rename made `file` the journal; no step after it can fail.
+        let meta = file.metadata().map_err(io_err(&self.path, "compact"))?;
+        self.id = (meta.dev(), meta.ino());
         self.file = file;
         self.lines = lines;
+        self.good_len = good_len;
+        self.torn = false;
         Ok(())
     }
 
@@ -254,30 +395,53 @@ impl StateFile {
     }
 }
 
-/// Writes `held` to `PATH.tmp`, syncs it, renames it over `path`, syncs the
-/// directory, and opens the result for appending.
+/// Writes `held` to a new `PATH.tmp` (created exclusively: a link there is
+/// never followed), syncs it, renames it over `path` and syncs the
+/// directory. The handle that wrote it is the journal from the rename on,
+/// so there is no reopen that could fail or open something else. With
+/// `replacing`, `path` must still be that file. On failure the temporary
+/// file is removed.
 fn write_snapshot(
     path: &Path,
     boot_id: Option<&str>,
     held: impl IntoIterator<Item = (u16, Owner)>,
-) -> Result<(File, usize), StateError> {
+    replacing: Option<(u64, u64)>,
+) -> Result<(File, usize, u64), StateError> {
     let tmp = tmp_path(path);
-    let err = |action, source| StateError {
-        path: path.to_path_buf(),
-        action,
-        source,
-    };
     let mut text = format_header(boot_id);
     let mut lines = 0;
     for (port, owner) in held {
         text.push_str(&format_entry(port, owner));
         lines += 1;
     }
-    let mut f = File::create(&tmp).map_err(|e| err("create", e))?;
-    f.write_all(text.as_bytes()).map_err(|e| err("write", e))?;
-    f.sync_all().map_err(|e| err("sync", e))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| err("replace", e))?;
+    match fs::symlink_metadata(&tmp) {
+        Ok(m) if m.file_type().is_symlink() => return Err(StateError::Symlink { path: tmp }),
+        // A leftover of ours (a crash mid-snapshot).
+        Ok(m) if m.is_file() => fs::remove_file(&tmp).map_err(io_err(path, "remove"))?,
+        Ok(_) => return Err(StateError::NotAJournal { path: tmp }),
+        Err(_) => {}
+    }
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(io_err(path, "create"))?;
+    let written = f
+        .write_all(text.as_bytes())
+        .map_err(io_err(path, "write"))
+        .and_then(|()| f.sync_all().map_err(io_err(path, "sync")))
+        .and_then(|()| match replacing {
+            Some(id) if identity_at(path).ok() != Some(id) => Err(StateError::Replaced {
+                path: path.to_path_buf(),
+            }),
+            _ => Ok(()),
+        })
+        .and_then(|()| fs::rename(&tmp, path).map_err(io_err(path, "replace")));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     if let Some(dir) = path.parent() {
         let dir = if dir.as_os_str().is_empty() {
             Path::new(".")
@@ -290,11 +454,7 @@ fn write_snapshot(
             let _ = d.sync_all();
         }
     }
-    let file = OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(|e| err("open", e))?;
-    Ok((file, lines))
+    Ok((f, lines, text.len() as u64))
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
