@@ -115,3 +115,33 @@ fn an_unreaped_zombie_is_gone() {
     assert_eq!(stat(&address, "denied-pid"), denied + 1);
     child.wait().unwrap();
 }
+
+#[test]
+fn pids_at_the_kernel_limit_are_denied_consistently() {
+    let pool = pool_ports(1);
+    let address = unique_address("pidmax");
+    let server = ServerProcess::start(
+        &address,
+        &[
+            &format!("--portserver_static_pool={0}-{0}", pool[0]),
+            "--verbose",
+        ],
+    );
+    // The largest pid Linux can have (PID_MAX_LIMIT - 1): a pid, not running.
+    let top = 4_194_303u32;
+    assert!(!Path::new(&format!("/proc/{top}")).exists());
+    assert_eq!(ask(&address, top), None);
+    assert!(server.wait_for_log(&format!("Denied a port to pid {top}: no such process")));
+    for pid in ["4194304", "4194305", "4294967296", "99999999999"] {
+        let reply = raw_request(&address, format!("{pid}\n").as_bytes());
+        assert!(reply.is_empty(), "pid {pid}: {reply:?}");
+        assert!(
+            server.wait_for_log(&format!("Denied a port to pid {pid}: pid out of range")),
+            "{}",
+            server.log_text()
+        );
+    }
+    assert_eq!(stat(&address, "denied-pid"), 5);
+    assert_eq!(stat(&address, "denied-allocations"), 5);
+    assert_eq!(stat(&address, "client-request-errors"), 0);
+}
