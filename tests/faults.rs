@@ -145,3 +145,87 @@ fn pids_at_the_kernel_limit_are_denied_consistently() {
     assert_eq!(stat(&address, "denied-allocations"), 5);
     assert_eq!(stat(&address, "client-request-errors"), 0);
 }
+
+/// The example portserver under `ulimit -n LIMIT`, started by a parent that
+/// left `leaked` descriptors open (3 and up, as a careless shell script or
+/// CI agent does): so the server runs out of descriptors with a few dozen
+/// connections, whatever share of its limit it keeps in reserve.
+fn limited_server(limit: usize, leaked: usize, address: &str, args: &[&str]) -> ServerProcess {
+    let script = format!(
+        "ulimit -n {limit} || exit 97; i=3; while [ $i -lt {} ]; do eval \"exec $i</dev/null\"; i=$((i+1)); done; exec \"$0\" \"$@\"",
+        3 + leaked
+    );
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(script)
+        .arg(example_path("portserver"))
+        .arg(format!("--portserver_address={address}"))
+        .args(args);
+    ServerProcess::start_command(cmd, address)
+}
+
+/// `n` connections to `address` that never send a byte, held by the test.
+fn silent_connections(address: &str, n: usize) -> Vec<std::os::unix::net::UnixStream> {
+    (0..n).map(|_| connect(address).unwrap()).collect()
+}
+
+#[test]
+fn descriptor_exhaustion_is_not_death() {
+    let pool = pool_ports(1);
+    let address = unique_address("emfile");
+    let server = limited_server(
+        64,
+        30,
+        &address,
+        &[
+            &format!("--portserver_static_pool={0}-{0}", pool[0]),
+            "--debug",
+        ],
+    );
+    let mut owner = sleeper();
+    assert_eq!(ask(&address, owner.pid()), Some(pool[0]));
+    let held = silent_connections(&address, 100);
+    // The first sweep while the server is out of descriptors either keeps
+    // the owner (and says so) or, the bug, reclaims its port.
+    let kept = format!("cannot tell whether pid {} runs", owner.pid());
+    let reclaimed = "Reclaimed 1 ports";
+    assert!(
+        eventually(|| {
+            let log = server.log_text();
+            log.contains(&kept) || log.contains(reclaimed)
+        }),
+        "the server never ran out of descriptors:\n{}",
+        server.log_text()
+    );
+    assert!(
+        !server.log_text().contains(reclaimed),
+        "a live owner's port was reclaimed:\n{}",
+        server.log_text()
+    );
+    // Once the connections close, the server serves again: the port is
+    // still the owner's, the failed checks were counted.
+    drop(held);
+    let other = sleeper();
+    assert_eq!(
+        ask(&address, other.pid()),
+        None,
+        "the owner's port went to another pid"
+    );
+    let s = stats(&address);
+    assert!(s["owner-check-errors"] > 0, "{s:?}");
+    assert_eq!(s["ports-reclaimed"], 0, "{s:?}");
+    // The warning is rate-limited: at most one a second (plus one).
+    let warnings = server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("cannot tell whether pid"))
+        .count() as u64;
+    assert!(
+        warnings <= s["uptime-seconds"] + 1,
+        "{warnings} warnings: {s:?}"
+    );
+    owner.kill();
+    assert!(eventually(|| ask(&address, other.pid()) == Some(pool[0])));
+}
