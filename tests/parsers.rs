@@ -149,6 +149,21 @@ fn proc_stat_lines() {
 }
 
 #[test]
+fn our_own_open_files_limit_parses() {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let soft = line.split_whitespace().nth(3).unwrap();
+    assert_eq!(
+        portpick::__private::server::parse_open_files_limit(&limits),
+        soft.parse().ok(),
+        "{line}"
+    );
+}
+
+#[test]
 fn our_own_proc_stat_parses() {
     let buf = std::fs::read("/proc/self/stat").unwrap();
     let s = parse_stat(&buf).unwrap();

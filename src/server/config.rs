@@ -41,7 +41,8 @@ pub struct ServerConfig {
     /// Threads accepting connections. Default 2.
     pub acceptors: usize,
     /// Connections waiting for a slow client's request at once; past it the
-    /// oldest is dropped. Default 512.
+    /// oldest is dropped. Default 512; lowered at start so that they leave
+    /// a reserve of descriptors under the open-files limit (`ulimit -n`).
     pub max_pending: usize,
 }
 
