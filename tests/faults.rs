@@ -280,3 +280,50 @@ fn a_low_descriptor_limit_does_not_stall_a_client() {
         server.log_text()
     );
 }
+
+#[test]
+fn sigusr1_kills_the_server_but_a_state_file_loses_nothing() {
+    let dir = TempDir::new("usr1");
+    let state = format!(
+        "--portserver_state_file={}",
+        dir.path().join("state").display()
+    );
+    let ports = pool_ports(2);
+    let pool = format!(
+        "--portserver_static_pool={0}-{0},{1}-{1}",
+        ports[0], ports[1]
+    );
+    let address = unique_address("usr1");
+    let mut server = ServerProcess::start(&address, &[&pool, &state]);
+    let owner = sleeper();
+    let held = ask(&address, owner.pid()).unwrap();
+    // Python's server dumps its stats on SIGUSR1; safe Rust cannot catch a
+    // signal, so its default action ends ours (the README and --help say so).
+    let status = Command::new("kill")
+        .args(["-USR1", &server.child.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(eventually(|| server.child.0.try_wait().unwrap().is_some()));
+    let server = ServerProcess::start(&address, &[&pool, &state]);
+    assert!(
+        server.wait_for_log("restored 1 reservation"),
+        "{}",
+        server.log_text()
+    );
+    let other = sleeper();
+    let got = ask(&address, other.pid());
+    assert!(got.is_some() && got != Some(held), "{got:?} vs {held}");
+    assert_eq!(
+        ask(&address, other.pid()),
+        None,
+        "the owner's port was lost"
+    );
+    assert_eq!(stat(&address, "num-ports-held"), 2);
+    let help = run_portserver(&["--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("SIGUSR1") && help.contains("portpicker --stats"),
+        "{help}"
+    );
+}
