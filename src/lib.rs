@@ -205,6 +205,7 @@ pub mod __private {
             parse_args, ArgsError, Command, DEFAULT_ADDRESS, DEFAULT_MAX_PORTS_PER_PID,
             DEFAULT_POOL, USAGE,
         };
+        pub use crate::server::descriptors::{parse_open_files_limit, pending_cap};
         pub use crate::server::log::Logger;
         pub use crate::server::pool::{
             allocate_with, Attempt, Pool, PoolStats, Step, MAX_PROBES_PER_REQUEST,

@@ -115,10 +115,24 @@ fn proc_stat_lines() {
     let s = parse_stat(odd).unwrap();
     assert_eq!((s.state, s.start_time), (b'Z', 42));
     assert!(!s.is_running(), "a zombie holds no socket");
+    // A main thread that called pthread_exit while another thread runs: the
+    // leader shows Z, field 20 counts it and the live thread.
+    let leader = b"7615 (z) Z 7612 7612 32670 0 -1 4227084 120 0 0 0 0 0 0 0 20 0 2 0 105860 0 0 18446744073709551615 0 0 0 0 0 0 0 6 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+    let s = parse_stat(leader).unwrap();
+    assert_eq!((s.state, s.threads, s.start_time), (b'Z', 2, 105860));
+    assert!(s.is_running(), "its other threads hold its sockets");
     assert_eq!(parse_stat(b"7 (x S 1"), Err(StatError::NoCommand));
     assert_eq!(
         parse_stat(b"7 (x) S 1 2 3"),
+        Err(StatError::MissingField { field: 20 })
+    );
+    assert_eq!(
+        parse_stat(b"7 (x) S 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0"),
         Err(StatError::MissingField { field: 22 })
+    );
+    assert_eq!(
+        parse_stat(b"7 (x) S 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 -1 0 42 0"),
+        Err(StatError::BadThreads)
     );
     assert_eq!(
         parse_stat(b"7 (x)"),
@@ -131,6 +145,21 @@ fn proc_stat_lines() {
     assert_eq!(
         parse_stat(b"7 (x) S 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99999999999999999999 0"),
         Err(StatError::BadStartTime)
+    );
+}
+
+#[test]
+fn our_own_open_files_limit_parses() {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let soft = line.split_whitespace().nth(3).unwrap();
+    assert_eq!(
+        portpick::__private::server::parse_open_files_limit(&limits),
+        soft.parse().ok(),
+        "{line}"
     );
 }
 

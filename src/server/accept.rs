@@ -67,18 +67,66 @@ impl Pending {
     }
 }
 
+/// Lets a repeated warning through at most once a second and counts the
+/// ones it held back, so a fault that repeats in a tight loop (accept on
+/// `EMFILE`) costs a line a second, not a flood.
+#[derive(Default)]
+pub(super) struct Throttle {
+    state: std::sync::Mutex<(Option<Instant>, u64)>,
+}
+
+impl Throttle {
+    /// `Some(lines held back since the last one)` when a line may go out.
+    pub(super) fn admit(&self) -> Option<u64> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (last, held_back) = &mut *state;
+        if matches!(last, Some(t) if t.elapsed() < Duration::from_secs(1)) {
+            *held_back += 1;
+            return None;
+        }
+        *last = Some(Instant::now());
+        Some(std::mem::take(held_back))
+    }
+}
+
+/// The longest an acceptor sleeps after a failed accept: the slow lane
+/// frees descriptors meanwhile (its cap is sized to the limit, so this is
+/// rare), and a legitimate client waits no longer than this.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
 pub(super) fn accept_loop(shared: &Shared, listener: &UnixListener, slow: &mpsc::Sender<Pending>) {
+    let mut backoff = Duration::ZERO;
     loop {
         let accepted = listener.accept();
         if shared.stopping() {
             return;
         }
         let stream = match accepted {
-            Ok((stream, _)) => stream,
+            Ok((stream, _)) => {
+                backoff = Duration::ZERO;
+                stream
+            }
             Err(e) => {
-                log!(shared.logger, Level::Warning, "accept failed: {e}");
-                // Out of file descriptors, say: let the slow lane shed load.
-                thread::sleep(Duration::from_millis(10));
+                if let Some(held_back) = shared.accept_errors.admit() {
+                    if held_back > 0 {
+                        log!(
+                            shared.logger,
+                            Level::Warning,
+                            "accept failed: {e} ({held_back} more failures in the last second)"
+                        );
+                    } else {
+                        log!(shared.logger, Level::Warning, "accept failed: {e}");
+                    }
+                }
+                // Out of descriptors, say: spinning on accept would only
+                // burn a core; let the slow lane shed load.
+                backoff = (backoff * 2)
+                    .max(Duration::from_millis(1))
+                    .min(MAX_ACCEPT_BACKOFF);
+                thread::sleep(backoff);
                 continue;
             }
         };

@@ -46,7 +46,8 @@ pub struct ServerConfig {
     /// Threads accepting connections. Default 2.
     pub acceptors: usize,
     /// Connections waiting for a slow client's request at once; past it the
-    /// oldest is dropped. Default 512.
+    /// oldest is dropped. Default 512; lowered at start so that they leave
+    /// a reserve of descriptors under the open-files limit (`ulimit -n`).
     pub max_pending: usize,
 }
 
@@ -229,6 +230,12 @@ options:
   --portserver_max_ports_per_pid N
                         ports one process may hold at once (default 1000;
                         0: no limit)
+
+signals:
+  SIGINT and SIGTERM end the server. SIGUSR1 (on which Python's portserver
+  logs its statistics) ends it too: safe Rust cannot catch a signal. Ask
+  `portpicker --stats ADDR` for the statistics instead. With
+  --portserver_state_file no reservation is lost however the server ends.
 ";
 
 /// Parses the portserver's flags (without the program name). Both

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::address::PortServerAddress;
 use crate::probe::{Prober, SocketProber};
-use crate::server::accept::{accept_loop, slow_lane, Pending};
+use crate::server::accept::{accept_loop, slow_lane, Pending, Throttle};
 use crate::server::config::ServerConfig;
 use crate::server::error::ServerError;
 use crate::server::listen::bind_listener;
@@ -22,7 +22,7 @@ use crate::server::reclaim::reclaim_loop;
 use crate::server::respond::Counters;
 use crate::server::restore::restore;
 use crate::server::state::StateFile;
-use crate::server::{process, ranges};
+use crate::server::{descriptors, process, ranges};
 
 /// A portserver, ready to start.
 ///
@@ -81,11 +81,12 @@ impl PortServer {
     /// written.
     pub fn start(self) -> Result<ServerHandle, ServerError> {
         let PortServer {
-            config,
+            mut config,
             prober,
             processes,
         } = self;
         let logger = Logger::spawn(config.log_level, config.log_output.clone());
+        fit_to_descriptor_limit(&mut config, &logger);
         let mut pool = Pool::new(config.ports.iter().copied(), config.max_ports_per_pid);
         if pool.stats().managed == 0 {
             return Err(ServerError::EmptyPool);
@@ -108,6 +109,7 @@ impl PortServer {
             logger,
             config,
             started: Instant::now(),
+            accept_errors: Throttle::default(),
         });
         let mut handle = ServerHandle {
             address,
@@ -148,6 +150,23 @@ fn load_state(
         log!(logger, line.0, "{}", line.1);
     }
     StateFile::create(path, boot, pool.held()).map_err(ServerError::State)
+}
+
+/// Lowers the slow lane's cap so that waiting connections cannot take the
+/// descriptors that reading `/proc`, the journal and the replies need:
+/// under `ulimit -n 128`, 512 silent connections would leave none.
+fn fit_to_descriptor_limit(config: &mut ServerConfig, logger: &Logger) {
+    let limit = descriptors::open_files_limit();
+    let cap = descriptors::pending_cap(config.max_pending, config.acceptors.max(1), limit);
+    if cap < config.max_pending {
+        log!(
+            logger,
+            Level::Info,
+            "Open files limit {}: at most {cap} connections wait for their request",
+            limit.unwrap_or(0)
+        );
+        config.max_pending = cap;
+    }
 }
 
 /// Warns in one line when pool ports fall in the kernel's ephemeral range
@@ -220,6 +239,8 @@ pub(super) struct Shared {
     pub(super) logger: Logger,
     pub(super) config: ServerConfig,
     pub(super) started: Instant,
+    /// Failed accepts, logged at most once a second.
+    pub(super) accept_errors: Throttle,
 }
 
 /// Every critical section leaves the pool consistent, so a panic in one

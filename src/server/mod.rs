@@ -16,7 +16,8 @@
 //!    closes it without a word and is counted and logged.
 //!
 //! Meanwhile `reclaim` sweeps owners for dead processes and puts their ports
-//! back in the queue. `config` and `ranges` read the command line, `log`
+//! back in the queue. `descriptors` sizes the slow lane to the open-files
+//! limit. `config` and `ranges` read the command line, `log`
 //! writes Python-style log lines, `daemon` is the binaries' `main`.
 //!
 //! Threads, all blocking, their number fixed at start: `acceptors`
@@ -26,6 +27,7 @@
 mod accept;
 pub(crate) mod config;
 mod daemon;
+pub(crate) mod descriptors;
 mod error;
 mod lifecycle;
 mod listen;

@@ -56,7 +56,8 @@ pub(crate) fn presence(table: &dyn ProcessTable, owner: Owner) -> Presence {
 pub trait ProcessTable: Send + Sync {
     /// The start time (any unit, monotonic per boot) of the running process
     /// `pid`; `Ok(None)` when no such process runs (a zombie whose threads
-    /// have all exited counts as gone: its sockets are closed).
+    /// have all exited counts as gone: its sockets are closed; one whose
+    /// main thread alone exited still runs).
     ///
     /// # Errors
     ///
@@ -150,14 +151,26 @@ fn proc_stat_path(pid: u32, buf: &mut [u8; 32]) -> &str {
 pub struct ProcStat {
     /// Field 3: `R`, `S`, `D`, `Z`, `T`, `X`, ...
     pub state: u8,
+    /// Field 20: threads in the process, the exited leader included until
+    /// the process is reaped.
+    pub threads: u64,
     /// Field 22: start time in clock ticks since boot.
     pub start_time: u64,
 }
 
 impl ProcStat {
-    /// Whether the process still runs (zombies and dead ones do not).
+    /// Whether the process still runs. State `Z` is the *leader's* state:
+    /// a main thread that called `pthread_exit` shows `Z` while the other
+    /// threads run and hold the sockets. An unreaped process whose threads
+    /// have all exited counts one thread (the zombie leader), so `Z` with
+    /// more than one is alive (checked on Linux 4.x to 6.x: field 20 is 2
+    /// for a zombie leader with one live thread, 1 for a plain zombie).
     pub fn is_running(&self) -> bool {
-        !matches!(self.state, b'Z' | b'X' | b'x')
+        match self.state {
+            b'X' | b'x' => false,
+            b'Z' => self.threads > 1,
+            _ => true,
+        }
     }
 }
 
@@ -172,6 +185,8 @@ pub enum StatError {
         /// The 1-based field number that is missing.
         field: usize,
     },
+    /// The thread count is not a number.
+    BadThreads,
     /// The start time is not a number.
     BadStartTime,
 }
@@ -181,6 +196,7 @@ impl fmt::Display for StatError {
         match self {
             StatError::NoCommand => f.write_str("no closing parenthesis after the command name"),
             StatError::MissingField { field } => write!(f, "field {field} is missing"),
+            StatError::BadThreads => f.write_str("thread count (field 20) is not a number"),
             StatError::BadStartTime => f.write_str("start time (field 22) is not a number"),
         }
     }
@@ -193,9 +209,10 @@ impl std::error::Error for StatError {}
 ///
 /// ```
 /// use portpick::__private::server::parse_stat;
-/// let line = b"42 (a) b) c) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
+/// let line = b"42 (a) b) c) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 3 0 98765 0 0";
 /// let stat = parse_stat(line).unwrap();
 /// assert_eq!(stat.state, b'S');
+/// assert_eq!(stat.threads, 3);
 /// assert_eq!(stat.start_time, 98765);
 /// ```
 ///
@@ -212,20 +229,31 @@ pub fn parse_stat(buf: &[u8]) -> Result<ProcStat, StatError> {
     let mut fields = rest.split(|&b| b == b' ').filter(|f| !f.is_empty());
     let state = fields.next().ok_or(StatError::MissingField { field: 3 })?;
     let state = *state.first().ok_or(StatError::MissingField { field: 3 })?;
+    let threads = fields
+        .nth(20 - 4)
+        .ok_or(StatError::MissingField { field: 20 })?;
     let start = fields
-        .nth(22 - 4)
+        .nth(22 - 21)
         .ok_or(StatError::MissingField { field: 22 })?;
     let start = start.strip_suffix(b"\n").unwrap_or(start);
-    if start.is_empty() || start.len() > 20 || !start.iter().all(u8::is_ascii_digit) {
-        return Err(StatError::BadStartTime);
+    let threads = parse_decimal(threads).ok_or(StatError::BadThreads)?;
+    let start_time = parse_decimal(start).ok_or(StatError::BadStartTime)?;
+    Ok(ProcStat {
+        state,
+        threads,
+        start_time,
+    })
+}
+
+/// A field of ASCII digits that fits a `u64`; the kernel writes no sign
+/// and no leading zeros, so more than 20 digits is no `u64`.
+fn parse_decimal(field: &[u8]) -> Option<u64> {
+    if field.is_empty() || field.len() > 20 || !field.iter().all(u8::is_ascii_digit) {
+        return None;
     }
-    let start_time = start
-        .iter()
-        .try_fold(0u64, |v, &b| {
-            v.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-        })
-        .ok_or(StatError::BadStartTime)?;
-    Ok(ProcStat { state, start_time })
+    field.iter().try_fold(0u64, |v, &b| {
+        v.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
 }
 
 /// This boot's identity (`/proc/sys/kernel/random/boot_id`), so a state file

@@ -89,32 +89,47 @@ pub fn request(data: &[u8]) {
 }
 
 /// The `/proc/PID/stat` parser: never panics, and agrees with a plain
-/// reading of `proc(5)`: the state is field 3 and the start time field 22,
-/// both counted after the *last* `)` (a command name may hold any bytes).
+/// reading of `proc(5)`: the state is field 3, the thread count field 20 and
+/// the start time field 22, all counted after the *last* `)` (a command name
+/// may hold any bytes).
 pub fn stat(data: &[u8]) {
-    let reference = || -> Option<(u8, u64)> {
+    let number = |field: &[u8]| -> Option<u64> {
+        // The kernel writes no sign and no leading zeros: more than 20
+        // digits is no u64 (and `str::parse` would take a `+`).
+        if field.len() > 20 || !field.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(field).ok()?.parse().ok()
+    };
+    let reference = || -> Option<(u8, u64, u64)> {
         let close = data.iter().rposition(|&b| b == b')')?;
         let fields: Vec<&[u8]> = data[close + 1..]
             .split(|&b| b == b' ')
             .filter(|f| !f.is_empty())
             .collect();
         let state = *fields.first()?.first()?;
+        let threads = number(fields.get(17)?)?;
         let start = fields.get(19)?;
         let start = start.strip_suffix(b"\n").unwrap_or(start);
-        // The kernel writes no leading zeros: more than 20 digits is no u64.
-        if start.len() > 20 || !start.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        Some((state, std::str::from_utf8(start).ok()?.parse().ok()?))
+        Some((state, threads, number(start)?))
     };
     let parsed = parse_stat(data);
     assert_eq!(
-        parsed.as_ref().ok().map(|s| (s.state, s.start_time)),
+        parsed
+            .as_ref()
+            .ok()
+            .map(|s| (s.state, s.threads, s.start_time)),
         reference(),
         "{parsed:?}"
     );
-    if let Err(e) = parsed {
-        assert!(!e.to_string().is_empty());
+    match parsed {
+        Ok(s) => {
+            // proc(5): a zombie with live threads is a process whose main
+            // thread exited; one counting only itself is dead.
+            let dead = matches!(s.state, b'X' | b'x') || (s.state == b'Z' && s.threads <= 1);
+            assert_eq!(s.is_running(), !dead, "{s:?}");
+        }
+        Err(e) => assert!(!e.to_string().is_empty()),
     }
 }
 

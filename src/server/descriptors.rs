@@ -1,0 +1,57 @@
+//! The descriptor budget: how many connections may wait for a slow request,
+//! given the open-files limit, so that a flood of silent clients never
+//! takes the descriptors that the work that matters needs (reading
+//! `/proc`, the journal and its compaction, the replies).
+
+/// Descriptors kept for everything but connections waiting in the slow
+/// lane: stdio, the listener and its clones, the journal and the temp file
+/// of a compaction, a `/proc` read and a reply in hand per acceptor, the
+/// reclaimer's `/proc` reads, and slack for connections between an
+/// acceptor and the slow lane.
+pub(crate) fn reserve(acceptors: usize) -> usize {
+    24 + 4 * acceptors
+}
+
+/// The soft "Max open files" limit in the text of `/proc/self/limits`;
+/// `None` for `unlimited` or text that does not say.
+///
+/// ```
+/// use portpick::__private::server::parse_open_files_limit;
+/// let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+///               Max open files            128                  1048576              files\n";
+/// assert_eq!(parse_open_files_limit(limits), Some(128));
+/// assert_eq!(parse_open_files_limit("Max open files unlimited unlimited files\n"), None);
+/// ```
+pub fn parse_open_files_limit(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// This process's soft open-files limit, from `/proc/self/limits` (std has
+/// no `getrlimit`).
+pub(crate) fn open_files_limit() -> Option<u64> {
+    parse_open_files_limit(&std::fs::read_to_string("/proc/self/limits").ok()?)
+}
+
+/// Connections the slow lane may hold: the configured cap, lowered so that
+/// they and the reserve fit in `limit`; at least 1.
+///
+/// ```
+/// use portpick::__private::server::pending_cap;
+/// assert_eq!(pending_cap(512, 2, Some(1024)), 512);
+/// assert_eq!(pending_cap(512, 2, Some(128)), 96);
+/// assert_eq!(pending_cap(512, 2, Some(20)), 1);
+/// assert_eq!(pending_cap(512, 2, None), 512);
+/// ```
+pub fn pending_cap(configured: usize, acceptors: usize, limit: Option<u64>) -> usize {
+    let budget = limit.map_or(usize::MAX, |l| {
+        usize::try_from(l)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(reserve(acceptors))
+    });
+    configured.min(budget).max(1)
+}
