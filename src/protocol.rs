@@ -166,7 +166,16 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<u16>, ReplyError> {
         return Ok(None);
     }
     let line = buf.split(|&b| b == b'\n').next().unwrap_or(buf);
-    let line = line.trim_ascii();
+    // `<[u8]>::trim_ascii` is Rust 1.80; we support 1.70.
+    let start = line
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(line.len());
+    let end = line
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    let line = &line[start..end];
     if line.is_empty() || line.len() > 5 || !line.iter().all(u8::is_ascii_digit) {
         return Err(ReplyError);
     }
