@@ -32,9 +32,10 @@ pub(crate) const PREFIX: &str = "portpick/claim/";
 /// Claims this process holds now, across all pickers.
 static HELD: AtomicUsize = AtomicUsize::new(0);
 
-/// Below this many held claims the descriptor limit is not even read: any
-/// limit a process can run with is far above it.
-const BUDGET_CHECK_FROM: usize = 64;
+/// Below this many held claims the descriptor limit is not even read (most
+/// processes never hold this many), so the budget is half the limit, but at
+/// least this.
+const BUDGET_CHECK_FROM: usize = 32;
 
 /// Where claims are made: the documented names, or (for tests that must not
 /// meet other processes' claims) a private prefix.
@@ -240,15 +241,21 @@ fn parse_open_files_limit(text: &str) -> Option<usize> {
     soft.parse().ok()
 }
 
-/// Whether this process cannot open a socket because descriptors ran out
-/// (`EMFILE`: ours; `ENFILE`: the system's).
+/// Whether this process cannot open the sockets one probe needs at once
+/// (a claim, and an IPv6 and an IPv4 socket) because descriptors ran out
+/// (`EMFILE`: ours; `ENFILE`: the system's). With one descriptor left, the
+/// claim takes it and every probe fails: that is running out too.
 pub(crate) fn out_of_descriptors() -> bool {
     const ENFILE: i32 = 23;
     const EMFILE: i32 = 24;
-    matches!(
-        UnixDatagram::unbound(),
-        Err(e) if matches!(e.raw_os_error(), Some(EMFILE | ENFILE))
-    )
+    let mut open = Vec::with_capacity(3);
+    for _ in 0..3 {
+        match UnixDatagram::unbound() {
+            Ok(s) => open.push(s),
+            Err(e) => return matches!(e.raw_os_error(), Some(EMFILE | ENFILE)),
+        }
+    }
+    false
 }
 
 #[cfg(test)]

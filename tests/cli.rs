@@ -1,5 +1,6 @@
 //! The `portpicker` tool as a process: output, exit codes, the portserver
-//! path and its fallback, and BIND_TIMEOUT's hold.
+//! path and its fallback, the claim kept for the owner's life by a helper,
+//! and BIND_TIMEOUT's hold. No portpick variable is set unless a test says.
 #![cfg(target_os = "linux")]
 
 mod support;
@@ -15,7 +16,7 @@ use support::*;
 fn tool() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_portpicker"));
     cmd.env_remove("PORTSERVER_ADDRESS")
-        .env_remove("PORTPICK_HOLD");
+        .env_remove(portpick::CLAIMS_ENV);
     cmd
 }
 
@@ -46,12 +47,9 @@ fn port_of(out: &Output) -> u16 {
 
 #[test]
 fn prints_one_port() {
-    let dir = TempDir::new("cli");
-    let port = port_of(&run(tool().env("PORTPICK_LOCK_DIR", dir.path())));
+    let port = port_of(&run(&mut tool()));
     assert!(port > 0);
-    let port = port_of(&run(tool()
-        .arg("12345")
-        .env("PORTPICK_LOCK_DIR", dir.path())));
+    let port = port_of(&run(tool().arg("12345")));
     assert!(port > 0);
 }
 
@@ -83,21 +81,18 @@ fn asks_the_portserver_first_and_falls_back() {
     let owner = sleeper();
     let got = port_of(&run(tool()
         .arg(owner.pid().to_string())
-        .env("PORTSERVER_ADDRESS", &address)
-        .env("PORTPICK_LOCK_DIR", "")));
+        .env("PORTSERVER_ADDRESS", &address)));
     assert_eq!(got, ports[0]);
     // Pool empty: a local port, exit 0, and a note on stderr.
     let out = run(tool()
         .arg(owner.pid().to_string())
-        .env("PORTSERVER_ADDRESS", &address)
-        .env("PORTPICK_LOCK_DIR", ""));
+        .env("PORTSERVER_ADDRESS", &address));
     assert_ne!(port_of(&out), ports[0]);
     server.stop();
     // Nobody at the address: still a port.
     let out = run(tool()
         .arg(owner.pid().to_string())
-        .env("PORTSERVER_ADDRESS", &address)
-        .env("PORTPICK_LOCK_DIR", ""));
+        .env("PORTSERVER_ADDRESS", &address));
     assert!(port_of(&out) > 0);
     assert!(String::from_utf8_lossy(&out.stderr).contains("picking a port locally"));
 }
@@ -142,12 +137,10 @@ fn capture(cmd: &mut Command) -> (std::process::ExitStatus, String, Instant) {
 
 #[test]
 fn bind_timeout_holds_the_port_after_exit() {
-    let dir = TempDir::new("cli");
     let hold = Duration::from_secs(4);
     let (status, text, eof) = capture(
         tool()
-            .args([&std::process::id().to_string(), "4"])
-            .env("PORTPICK_LOCK_DIR", dir.path()),
+            .args([&std::process::id().to_string(), "4"]),
     );
     assert!(status.success());
     let port: u16 = text.trim().parse().unwrap();
@@ -172,11 +165,9 @@ fn bind_timeout_holds_the_port_after_exit() {
 
 #[test]
 fn a_fractional_bind_timeout() {
-    let dir = TempDir::new("cli");
     let (status, text, _) = capture(
         tool()
-            .args([&std::process::id().to_string(), "1.5"])
-            .env("PORTPICK_LOCK_DIR", dir.path()),
+            .args([&std::process::id().to_string(), "1.5"]),
     );
     assert!(status.success());
     let port: u16 = text.trim().parse().unwrap();
@@ -185,8 +176,7 @@ fn a_fractional_bind_timeout() {
     // BIND_TIMEOUT 0: nothing held.
     let (status, text, _) = capture(
         tool()
-            .args([&std::process::id().to_string(), "0"])
-            .env("PORTPICK_LOCK_DIR", dir.path()),
+            .args([&std::process::id().to_string(), "0"]),
     );
     assert!(status.success());
     let port: u16 = text.trim().parse().unwrap();
@@ -202,41 +192,69 @@ fn a_portserver_port_is_not_held() {
     let (status, text, _) = capture(
         tool()
             .args([&owner.pid().to_string(), "5"])
-            .env("PORTSERVER_ADDRESS", &address)
-            .env("PORTPICK_LOCK_DIR", ""),
+            .env("PORTSERVER_ADDRESS", &address),
     );
     assert!(status.success());
     assert_eq!(text, format!("{}\n", ports[0]));
     assert!(!tcp_busy(ports[0]), "portserver port {} held", ports[0]);
     assert!(!udp_busy(ports[0]));
+    // Nor claimed: the server owns it.
+    assert!(!claimed(ports[0]));
+}
+
+/// How many claim helpers run for `pid` (their command line names it).
+fn helpers_for(pid: u32) -> usize {
+    let wanted = format!("--portpick-internal-owner\0{pid}\0");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok()))
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmd| String::from_utf8_lossy(cmd).contains(&wanted))
+        .count()
+}
+
+/// Waits (bounded) until no helper runs for `pid`; how long it took.
+fn helpers_gone(pid: u32) -> Duration {
+    let start = Instant::now();
+    assert!(
+        eventually(|| helpers_for(pid) == 0),
+        "helpers of {pid} still run"
+    );
+    start.elapsed()
 }
 
 #[test]
-fn hold_lock_only_leaves_the_port_bindable() {
-    let dir = TempDir::new("cli");
-    let out = run(tool()
-        .args([&std::process::id().to_string(), "3"])
-        .env("PORTPICK_LOCK_DIR", dir.path())
-        .env("PORTPICK_HOLD", "lock"));
-    let port = port_of(&out);
-    // Our own server can bind it at once ...
-    assert!(!tcp_busy(port));
-    // ... while other portpick users skip it (the lock is held).
-    let other = portpick::Picker::new().lock_dir(Some(dir.path()));
-    for _ in 0..50 {
-        assert_ne!(other.pick_unused_port().unwrap(), port);
-    }
+fn the_port_is_claimed_for_the_owners_life_and_bindable_at_once() {
+    let mut owner = sleeper();
+    let port = port_of(&run(tool().arg(owner.pid().to_string())));
+    // The owner can bind it at once: the helper holds the claim, not the
+    // port ...
+    let tcp = TcpListener::bind(("::", port)).or_else(|_| TcpListener::bind(("0.0.0.0", port)));
+    assert!(tcp.is_ok(), "{port}: {tcp:?}");
+    let udp = UdpSocket::bind(("::", port)).or_else(|_| UdpSocket::bind(("0.0.0.0", port)));
+    assert!(udp.is_ok(), "{port}: {udp:?}");
+    drop((tcp, udp));
+    // ... while other portpick users skip it, after the tool has exited.
+    assert!(claimed(port));
+    assert_eq!(helpers_for(owner.pid()), 1);
+    let pid = owner.pid();
+    owner.kill();
+    let took = helpers_gone(pid);
+    assert!(took < Duration::from_secs(2), "helper outlived its owner by {took:?}");
+    assert!(!claimed(port), "claim on {port} outlived the helper");
 }
 
 #[test]
-fn parallel_invocations_with_holds_get_distinct_ports() {
-    let dir = TempDir::new("cli");
-    let children: Vec<_> = (0..16)
+fn two_hundred_parallel_calls_for_one_owner_get_distinct_claimed_ports() {
+    let mut owner = sleeper();
+    let pid = owner.pid();
+    let children: Vec<_> = (0..200)
         .map(|_| {
             tool()
-                .args([&std::process::id().to_string(), "5"])
-                .env("PORTPICK_LOCK_DIR", dir.path())
-                .env("PORTPICK_HOLD", "lock")
+                .arg(pid.to_string())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -249,7 +267,41 @@ fn parallel_invocations_with_holds_get_distinct_ports() {
         .map(|c| port_of(&wait_output(c, PATIENCE)))
         .collect();
     let distinct: BTreeSet<u16> = ports.iter().copied().collect();
-    assert_eq!(distinct.len(), 16, "{ports:?}");
+    assert_eq!(distinct.len(), 200, "{ports:?}");
+    // Every one still claimed while the owner lives, every tool gone.
+    std::thread::sleep(Duration::from_millis(600));
+    let unclaimed: Vec<u16> = ports.iter().copied().filter(|&p| !claimed(p)).collect();
+    assert!(unclaimed.is_empty(), "{unclaimed:?}");
+    // One helper serves them all (a few, at most, when calls race to
+    // start the first).
+    let helpers = helpers_for(pid);
+    assert!((1..=3).contains(&helpers), "{helpers} helpers");
+    owner.kill();
+    let took = helpers_gone(pid);
+    assert!(took < Duration::from_secs(2), "helpers outlived their owner by {took:?}");
+    let still: Vec<u16> = ports.iter().copied().filter(|&p| claimed(p)).collect();
+    // (A port another test process claimed since would be a coincidence.)
+    assert!(still.len() <= 1, "{still:?}");
+}
+
+#[test]
+fn a_dead_or_invalid_pid_gets_a_port_and_no_helper() {
+    for pid in [dead_pid(), 4_000_000_000] {
+        let port = port_of(&run(tool().arg(pid.to_string())));
+        assert_eq!(helpers_for(pid), 0);
+        // The claim ended with the tool.
+        assert!(eventually(|| !claimed(port)), "{port}");
+    }
+}
+
+#[test]
+fn claims_off_is_pythons_tool() {
+    let owner = sleeper();
+    let port = port_of(&run(tool()
+        .arg(owner.pid().to_string())
+        .env(portpick::CLAIMS_ENV, "off")));
+    assert!(!claimed(port));
+    assert_eq!(helpers_for(owner.pid()), 0);
 }
 
 #[test]
@@ -310,11 +362,9 @@ fn the_pid_asked_for_is_the_argument_or_our_parent() {
 fn a_portserver_that_answers_garbage_means_a_local_port() {
     let address = unique_address("fake");
     let server = fake_server(&address, b"hello\n");
-    let dir = TempDir::new("cli");
     let out = run(tool()
         .arg("4242")
-        .env("PORTSERVER_ADDRESS", &address)
-        .env("PORTPICK_LOCK_DIR", dir.path()));
+        .env("PORTSERVER_ADDRESS", &address));
     assert!(port_of(&out) > 0);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("hello") && err.contains(&address), "{err}");
@@ -323,12 +373,10 @@ fn a_portserver_that_answers_garbage_means_a_local_port() {
 
 #[test]
 fn parallel_invocations_with_bound_holds_get_distinct_ports() {
-    let dir = TempDir::new("cli");
     let children: Vec<_> = (0..12)
         .map(|_| {
             tool()
                 .args([&std::process::id().to_string(), "8"])
-                .env("PORTPICK_LOCK_DIR", dir.path())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())

@@ -1,8 +1,9 @@
-//! Two pickers sharing a lock directory (as two processes would) under
-//! random pick / return / reserve / guard sequences: a locally picked port
-//! is never held by both, an outsider on the same directory can claim a
-//! port exactly when neither holds it (so returns release the claim),
-//! reserved ports come first, and each picker's bookkeeping matches a model.
+//! Two pickers sharing claims (as two processes would) under random pick /
+//! return / reserve / guard sequences: a locally picked port is never held
+//! by both, an outsider can claim a port exactly when neither holds it (so
+//! returns release the claim), reserved ports come first, and each
+//! picker's bookkeeping matches a model. The pickers claim under a prefix
+//! of their own, so the made-up ports meet no real picker's claims.
 #![cfg(unix)]
 
 mod support;
@@ -13,7 +14,7 @@ use std::sync::Mutex;
 
 use portpick::{Picker, Prober, Protocol, Source};
 use proptest::prelude::*;
-use support::TempDir;
+use support::unique;
 
 /// "The kernel" cycles through a few ports, so both pickers are offered
 /// the same ones again and again; every port probes free.
@@ -38,7 +39,7 @@ impl Prober for Cycle {
 }
 
 /// "The kernel" offers one chosen port; every port probes free. So a picker
-/// on it gets that port exactly when no one holds its lock.
+/// on it gets that port exactly when no one holds its claim.
 struct Offer(AtomicU16);
 
 impl Prober for Offer {
@@ -90,10 +91,10 @@ proptest! {
 
     #[test]
     fn claims_follow_the_bookkeeping(ops in proptest::collection::vec(op(), 1..60)) {
-        let dir = TempDir::new("props");
+        let names = format!("{}/", unique("props"));
         let pickers = [
-            Picker::with_prober(Cycle::new()).lock_dir(Some(dir.path())).seed(1),
-            Picker::with_prober(Cycle::new()).lock_dir(Some(dir.path())).seed(2),
+            Picker::with_prober(Cycle::new()).claims_in(&names).seed(1),
+            Picker::with_prober(Cycle::new()).claims_in(&names).seed(2),
         ];
         let mut models = [Model::default(), Model::default()];
         for op in ops {
@@ -153,7 +154,7 @@ proptest! {
                     candidates.extend(models.iter().flat_map(|m| m.local.iter().copied()));
                     let port = candidates[k % candidates.len()];
                     let outsider = Picker::with_prober(Offer(AtomicU16::new(port)))
-                        .lock_dir(Some(dir.path()))
+                        .claims_in(&names)
                         .seed(3);
                     let (got, source) = outsider.pick_with_source(None, None).unwrap();
                     prop_assert_eq!(source, Source::Local);
@@ -176,7 +177,7 @@ proptest! {
                 prop_assert!(p.return_port(port));
             }
         }
-        let third = Picker::with_prober(Cycle::new()).lock_dir(Some(dir.path()));
+        let third = Picker::with_prober(Cycle::new()).claims_in(&names);
         let got: BTreeSet<u16> = (0..6).map(|_| third.pick_unused_port().unwrap()).collect();
         prop_assert_eq!(got, (31000..31006).collect::<BTreeSet<_>>());
     }

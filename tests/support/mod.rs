@@ -427,3 +427,17 @@ pub fn fake_server(
         .unwrap();
     (address, server)
 }
+
+/// Whether a socket holds portpick's claim on `port` now: the documented
+/// abstract name `portpick/claim/PORT` (a datagram socket) cannot be bound.
+#[cfg(target_os = "linux")]
+pub fn claimed(port: u16) -> bool {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("portpick/claim/{port}");
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap();
+    match std::os::unix::net::UnixDatagram::bind_addr(&addr) {
+        Ok(_) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => true,
+        Err(e) => panic!("checking the claim on {port}: {e}"),
+    }
+}
