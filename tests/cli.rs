@@ -202,27 +202,30 @@ fn a_portserver_port_is_not_held() {
     assert!(!claimed(ports[0]));
 }
 
-/// How many claim helpers run for `pid` (their command line names it).
-fn helpers_for(pid: u32) -> usize {
-    let wanted = format!("--portpick-internal-owner\0{pid}\0");
+/// How many claim helpers run in our network namespace (the helper's
+/// abstract name, and so the helper, is per network namespace).
+fn helpers_here() -> usize {
+    let ours = std::fs::read_link("/proc/self/ns/net").ok();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
     };
     entries
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok()))
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|cmd| String::from_utf8_lossy(cmd).contains(&wanted))
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("--portpick-internal-helper"))
+        })
+        .filter(|e| std::fs::read_link(e.path().join("ns/net")).ok() == ours)
         .count()
 }
 
-/// Waits (bounded) until no helper runs for `pid`; how long it took.
-fn helpers_gone(pid: u32) -> Duration {
+/// Waits (bounded) until no claim in `ports` is held; how long it took.
+fn released(ports: &[u16]) -> Duration {
     let start = Instant::now();
-    assert!(
-        eventually(|| helpers_for(pid) == 0),
-        "helpers of {pid} still run"
-    );
+    let all = eventually(|| ports.iter().all(|&p| !claimed(p)));
+    let held: Vec<u16> = ports.iter().copied().filter(|&p| claimed(p)).collect();
+    assert!(all, "still claimed: {held:?}");
     start.elapsed()
 }
 
@@ -238,13 +241,11 @@ fn the_port_is_claimed_for_the_owners_life_and_bindable_at_once() {
     assert!(udp.is_ok(), "{port}: {udp:?}");
     drop((tcp, udp));
     // ... while other portpick users skip it, after the tool has exited.
+    std::thread::sleep(Duration::from_millis(600));
     assert!(claimed(port));
-    assert_eq!(helpers_for(owner.pid()), 1);
-    let pid = owner.pid();
     owner.kill();
-    let took = helpers_gone(pid);
-    assert!(took < Duration::from_secs(2), "helper outlived its owner by {took:?}");
-    assert!(!claimed(port), "claim on {port} outlived the helper");
+    let took = released(&[port]);
+    assert!(took < Duration::from_secs(2), "claim outlived its owner by {took:?}");
 }
 
 #[test]
@@ -262,36 +263,24 @@ fn two_hundred_parallel_calls_for_one_owner_get_distinct_claimed_ports() {
                 .unwrap()
         })
         .collect();
-    let ports: Vec<u16> = children
+    let outputs: Vec<Output> = children
         .into_iter()
-        .map(|c| port_of(&wait_output(c, PATIENCE)))
+        .map(|c| wait_output(c, PATIENCE))
         .collect();
+    let ports: Vec<u16> = outputs.iter().map(port_of).collect();
     let distinct: BTreeSet<u16> = ports.iter().copied().collect();
     assert_eq!(distinct.len(), 200, "{ports:?}");
-    // Every one still claimed while the owner lives, every tool gone.
+    // No call fell back to an unheld pick.
+    for out in &outputs {
+        assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    // Every one still claimed while the owner lives, every call gone.
     std::thread::sleep(Duration::from_millis(600));
     let unclaimed: Vec<u16> = ports.iter().copied().filter(|&p| !claimed(p)).collect();
     assert!(unclaimed.is_empty(), "{unclaimed:?}");
-    // One helper serves them all (a few, at most, when calls race to
-    // start the first).
-    let helpers = helpers_for(pid);
-    assert!((1..=3).contains(&helpers), "{helpers} helpers");
     owner.kill();
-    let took = helpers_gone(pid);
-    assert!(took < Duration::from_secs(2), "helpers outlived their owner by {took:?}");
-    let still: Vec<u16> = ports.iter().copied().filter(|&p| claimed(p)).collect();
-    // (A port another test process claimed since would be a coincidence.)
-    assert!(still.len() <= 1, "{still:?}");
-}
-
-#[test]
-fn a_dead_or_invalid_pid_gets_a_port_and_no_helper() {
-    for pid in [dead_pid(), 4_000_000_000] {
-        let port = port_of(&run(tool().arg(pid.to_string())));
-        assert_eq!(helpers_for(pid), 0);
-        // The claim ended with the tool.
-        assert!(eventually(|| !claimed(port)), "{port}");
-    }
+    let took = released(&ports);
+    assert!(took < Duration::from_secs(2), "claims outlived their owner by {took:?}");
 }
 
 #[test]
@@ -301,7 +290,78 @@ fn claims_off_is_pythons_tool() {
         .arg(owner.pid().to_string())
         .env(portpick::CLAIMS_ENV, "off")));
     assert!(!claimed(port));
-    assert_eq!(helpers_for(owner.pid()), 0);
+}
+
+/// Child mode, run alone in a fresh network namespace (so no other test's
+/// helper or owner is there): the helper's own life.
+#[test]
+#[ignore = "run in a fresh network namespace by the test below"]
+fn helper_life_child() {
+    if std::env::var_os("PORTPICK_TEST_HELPER_CHILD").is_none() {
+        return;
+    }
+    assert_eq!(helpers_here(), 0);
+    // A dead or invalid pid: a port, and no helper.
+    for pid in [dead_pid(), 4_000_000_000] {
+        let port = port_of(&run(tool().arg(pid.to_string())));
+        assert!(!claimed(port));
+        assert_eq!(helpers_here(), 0);
+    }
+    // One helper serves two owners, and releases each one's claims.
+    let mut a = sleeper();
+    let mut b = sleeper();
+    let pa = port_of(&run(tool().arg(a.pid().to_string())));
+    let pb = port_of(&run(tool().arg(b.pid().to_string())));
+    assert_eq!(helpers_here(), 1);
+    a.kill();
+    released(&[pa]);
+    assert!(claimed(pb));
+    assert_eq!(helpers_here(), 1);
+    // The last owner's death ends the helper.
+    b.kill();
+    let died = Instant::now();
+    assert!(eventually(|| helpers_here() == 0), "the helper stayed");
+    let took = died.elapsed();
+    assert!(!claimed(pb));
+    assert!(took < Duration::from_secs(2), "helper outlived its owners by {took:?}");
+    // And the next call starts a new one.
+    let c = sleeper();
+    let pc = port_of(&run(tool().arg(c.pid().to_string())));
+    assert!(claimed(pc));
+    assert_eq!(helpers_here(), 1);
+    println!("HELPER LIFE OK after {took:?}");
+}
+
+#[test]
+fn the_helper_leaves_with_its_last_owner() {
+    if !Command::new("unshare")
+        .args(["-n", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("skipped: cannot make a network namespace here (`unshare -n` failed)");
+        return;
+    }
+    let child = Command::new("unshare")
+        .arg("-n")
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "helper_life_child", "--ignored", "--nocapture"])
+        .env("PORTPICK_TEST_HELPER_CHILD", "1")
+        .env_remove("PORTSERVER_ADDRESS")
+        .env_remove(portpick::CLAIMS_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_output(child, 3 * PATIENCE);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("HELPER LIFE OK"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use portpick::{DEFAULT_TIMEOUT, PORTSERVER_ADDRESS_ENV};
 
 #[cfg(target_os = "linux")]
-mod owner;
+mod helper;
 
 const USAGE: &str = "\
 usage: portpicker [PID] [BIND_TIMEOUT]
@@ -18,8 +18,9 @@ Prints one port that is free on TCP and UDP, and a newline.
   PID           the process the port is for (default: our parent, as
                 Python's portpicker). A portserver holds the port until PID
                 exits. Without one, the port is claimed for as long as PID
-                lives (Linux), by a small helper process: other portpick
-                users skip it, while PID can bind it at once
+                lives (Linux), by a helper process shared by your calls:
+                other portpick users skip the port, while PID can bind it
+                at once
   BIND_TIMEOUT  seconds (may be fractional): when no portserver gave the
                 port, also keep it bound on TCP and UDP for this long after
                 we exit, as Python's portpicker does (nothing can bind it
@@ -43,7 +44,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some(HOLD_ARG) => hold(&args[1..]),
         #[cfg(target_os = "linux")]
-        Some(owner::OWNER_ARG) => owner::run_helper(&args[1..]),
+        Some(helper::HELPER_ARG) => helper::run_helper(),
         Some("-h" | "--help") => {
             print!("{USAGE}");
             ExitCode::SUCCESS
@@ -111,7 +112,7 @@ fn pick_local(pid: u32) -> Result<u16, portpick::NoFreePortError> {
     if !portpick::__private::claims_on() {
         return portpick::global().pick_local();
     }
-    owner::pick_for(pid).map(|(port, _held)| port)
+    helper::pick_for(pid)
 }
 
 #[cfg(not(target_os = "linux"))]
