@@ -74,10 +74,10 @@ fn timed(cmd: &mut Command) -> Duration {
     start.elapsed()
 }
 
-/// The claim helper processes running for `owner` (their command line
-/// names it).
-fn helpers_of(owner: u32) -> Vec<u32> {
-    let wanted = format!("--portpick-internal-owner\0{owner}\0");
+/// The claim helpers of our tool binary running in our network namespace.
+fn our_helpers(tool: &str) -> Vec<u32> {
+    let net = std::fs::read_link("/proc/self/ns/net").ok();
+    let tool = std::fs::canonicalize(tool).ok();
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
@@ -85,9 +85,22 @@ fn helpers_of(owner: u32) -> Vec<u32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&wanted))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("--portpick-internal-helper"))
+                && std::fs::read_link(format!("/proc/{pid}/ns/net")).ok() == net
+                && std::fs::read_link(format!("/proc/{pid}/exe")).ok() == tool
         })
         .collect()
+}
+
+/// Ends our helpers now (so that the next call is a first call).
+fn kill_helpers(tool: &str) {
+    for pid in our_helpers(tool) {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !our_helpers(tool).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// A field of `/proc/PID/status` (`VmRSS`, `voluntary_ctxt_switches`...)
@@ -95,7 +108,11 @@ fn helpers_of(owner: u32) -> Vec<u32> {
 fn status_field(pid: u32, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = text.lines().find(|l| l.starts_with(field))?;
-    line[field.len() + 1..].split_whitespace().next()?.parse().ok()
+    line[field.len() + 1..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn sleeper() -> Reaper {
@@ -265,11 +282,10 @@ fn main() {
             .env_remove(portpick::CLAIMS_ENV);
         c
     };
-    // The owner of the "warm" calls: its helper starts at the first call
-    // (the warm-up round) and answers every later one.
+    // One owner for every call. The helper (one per user) starts at the
+    // first call and answers the later ones; before each "first call" it is
+    // killed (untimed), so that call starts it again.
     let owner = sleeper();
-    // Each "cold" call is the first for its owner: it starts the helper.
-    // Owners are killed between calls (untimed), so helpers do not pile up.
     let runs = iters(30) as usize;
     let mut rounds_of: [Vec<Duration>; 5] = Default::default();
     for round in 0..=rounds() {
@@ -278,10 +294,9 @@ fn main() {
             sums[0] += timed(&mut Command::new(&true_path));
             sums[1] += timed(Command::new(&me).env(BIND_PRINT_ENV, "1"));
             sums[2] += timed(&mut tool_cmd(owner.pid()));
-            let fresh = sleeper();
-            sums[3] += timed(&mut tool_cmd(fresh.pid()));
-            drop(fresh);
             sums[4] += timed(tool_cmd(owner.pid()).env(portpick::CLAIMS_ENV, "off"));
+            kill_helpers(tool);
+            sums[3] += timed(&mut tool_cmd(owner.pid()));
         }
         if round > 0 {
             for (r, s) in rounds_of.iter_mut().zip(sums) {
@@ -300,13 +315,13 @@ fn main() {
     let of_bind = |key: &str, f: &Figure| format!("{} of floor", ratio(key, f, &bind_f));
     row(
         "tool",
-        "portpicker $PID, helper running for PID",
+        "portpicker $PID (the claim helper runs)",
         &warm_f,
         &of_bind("tool", &warm_f),
     );
     row(
         "tool_first",
-        "portpicker $PID, first call for PID (spawns it)",
+        "portpicker $PID, no helper yet (starts it)",
         &cold_f,
         &of_bind("tool_first", &cold_f),
     );
@@ -317,29 +332,39 @@ fn main() {
         &of_bind("tool_off", &off_f),
     );
 
-    header("the claim helper (one per owner)");
-    let helpers = helpers_of(owner.pid());
-    let helper = *helpers.first().expect("a helper runs for the owner");
+    header("the claim helper (one per user)");
+    // Holding 100 claims for the owner.
+    for _ in 0..100 {
+        run(&mut tool_cmd(owner.pid()));
+    }
+    let helper = *our_helpers(tool).first().expect("a helper runs");
     let rss = status_field(helper, "VmRSS").unwrap_or(0);
-    println!("{:<W$} {rss:>6} KiB", "helper RSS, holding its owner's claims");
+    println!("{:<W$} {rss:>6} KiB", "helper RSS, holding 100 claims");
     record("helper_rss_kib", rss);
     let switches = || {
         status_field(helper, "voluntary_ctxt_switches").unwrap_or(0)
             + status_field(helper, "nonvoluntary_ctxt_switches").unwrap_or(0)
     };
-    let window = if full() { Duration::from_secs(5) } else { Duration::from_secs(1) };
+    let window = if full() {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_secs(1)
+    };
     let before = switches();
     std::thread::sleep(window);
     let wakeups = (switches() - before) as f64 / window.as_secs_f64();
     println!("{:<W$} {wakeups:>6.1} /s", "helper wake-ups when idle");
     record("helper_wakeups", format!("{wakeups:.1}"));
-    let pid = owner.pid();
     drop(owner);
     let died = Instant::now();
-    while !helpers_of(pid).is_empty() && died.elapsed() < Duration::from_secs(10) {
+    while !our_helpers(tool).is_empty() && died.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(5));
     }
     let gone = died.elapsed();
-    println!("{:<W$} {:>9}", "helper gone after its owner's death", fmt(gone));
+    println!(
+        "{:<W$} {:>9}",
+        "helper gone after its last owner's death",
+        fmt(gone)
+    );
     record("helper_exit", gone.as_nanos());
 }

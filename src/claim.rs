@@ -134,6 +134,8 @@ impl Namespace {
         if held >= BUDGET_CHECK_FROM {
             let limit = open_files_limit();
             if held >= limit / 2 {
+                // `io::Error::other` is Rust 1.74; we support 1.70.
+                #[allow(clippy::io_other_error)]
                 return Claim::Unavailable(io::Error::new(
                     io::ErrorKind::Other,
                     format!(

@@ -76,10 +76,10 @@ mod rand;
 pub mod server;
 
 pub use address::{AddressError, PortServerAddress};
+pub use claim::CLAIMS_ENV;
 pub use client::{
     get_port_from_port_server_with_timeout, get_port_server_stats, PortServerError, DEFAULT_TIMEOUT,
 };
-pub use claim::CLAIMS_ENV;
 pub use picker::{
     NoFreePortError, NoFreePortReason, Picker, PortGuard, Source, PORTSERVER_ADDRESS_ENV,
 };

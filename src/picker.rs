@@ -6,8 +6,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::Mutex;
 
-use crate::client::{self, PortServerError};
 use crate::claim::{self, Claim, Namespace, PortClaim};
+use crate::client::{self, PortServerError};
 use crate::probe::{Prober, Protocol, SocketProber};
 use crate::rand::Rng;
 

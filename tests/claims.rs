@@ -157,7 +157,10 @@ impl ClaimChild {
         let ports = answer
             .strip_prefix("PORTS ")
             .unwrap_or_else(|| panic!("{answer}"));
-        ports.split_whitespace().map(|p| p.parse().unwrap()).collect()
+        ports
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect()
     }
 
     /// Ends the child (its stdin closes) and returns all it wrote on
@@ -253,7 +256,11 @@ fn return_port_and_the_guard_release_the_claim() {
     let a = Picker::new();
     let port = a.pick_unused_port().unwrap();
     assert!(claimed(port));
-    assert_ne!(offering(port).pick_unused_port().unwrap(), port, "held by a");
+    assert_ne!(
+        offering(port).pick_unused_port().unwrap(),
+        port,
+        "held by a"
+    );
     assert!(a.return_port(port));
     assert!(claimable_soon(port), "released by return_port");
 
@@ -314,16 +321,18 @@ fn running_out_of_descriptors_is_reported_as_such() {
 #[test]
 fn claims_stop_at_half_the_open_file_limit_with_one_warning() {
     // 128 open files: at most 64 claims; later picks are Python's.
-    let mut child = ClaimChild::start_with(
-        &["sh", "-c", "ulimit -n 128 && exec \"$0\" \"$@\""],
-        &[],
-    );
+    let mut child =
+        ClaimChild::start_with(&["sh", "-c", "ulimit -n 128 && exec \"$0\" \"$@\""], &[]);
     let ports = child.pick(100);
     assert_eq!(ports.iter().collect::<BTreeSet<_>>().len(), 100);
     let held = ports.iter().filter(|&&p| claimed(p)).count();
     assert_eq!(held, 64, "claims held of 100 picks under a limit of 128");
     let err = child.finish();
-    assert_eq!(err.matches("warning: cannot claim port").count(), 1, "{err}");
+    assert_eq!(
+        err.matches("warning: cannot claim port").count(),
+        1,
+        "{err}"
+    );
     assert!(err.contains("half of this process's limit of 128"), "{err}");
 }
 
@@ -372,8 +381,14 @@ fn a_local_picker_and_the_portserver_never_hand_out_one_port() {
         assert!(got.insert(port), "{port} handed out twice");
         assert!(got.len() <= pool.len());
     }
-    let shared: Vec<u16> = got.intersection(&claimed_ports.iter().copied().collect()).copied().collect();
-    assert!(shared.is_empty(), "claimed by a local picker and handed out: {shared:?}");
+    let shared: Vec<u16> = got
+        .intersection(&claimed_ports.iter().copied().collect())
+        .copied()
+        .collect();
+    assert!(
+        shared.is_empty(),
+        "claimed by a local picker and handed out: {shared:?}"
+    );
     assert_eq!(got, others.iter().copied().collect::<BTreeSet<u16>>());
     // Once the local picker is gone, its ports are the server's to give.
     local.child.kill();

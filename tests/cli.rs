@@ -138,10 +138,7 @@ fn capture(cmd: &mut Command) -> (std::process::ExitStatus, String, Instant) {
 #[test]
 fn bind_timeout_holds_the_port_after_exit() {
     let hold = Duration::from_secs(4);
-    let (status, text, eof) = capture(
-        tool()
-            .args([&std::process::id().to_string(), "4"]),
-    );
+    let (status, text, eof) = capture(tool().args([&std::process::id().to_string(), "4"]));
     assert!(status.success());
     let port: u16 = text.trim().parse().unwrap();
     // Still held after stdout closed and the tool exited: so the pipe was
@@ -165,19 +162,13 @@ fn bind_timeout_holds_the_port_after_exit() {
 
 #[test]
 fn a_fractional_bind_timeout() {
-    let (status, text, _) = capture(
-        tool()
-            .args([&std::process::id().to_string(), "1.5"]),
-    );
+    let (status, text, _) = capture(tool().args([&std::process::id().to_string(), "1.5"]));
     assert!(status.success());
     let port: u16 = text.trim().parse().unwrap();
     assert!(tcp_busy(port), "port {port} not held");
     assert!(eventually(|| !tcp_busy(port)), "port {port} held forever");
     // BIND_TIMEOUT 0: nothing held.
-    let (status, text, _) = capture(
-        tool()
-            .args([&std::process::id().to_string(), "0"]),
-    );
+    let (status, text, _) = capture(tool().args([&std::process::id().to_string(), "0"]));
     assert!(status.success());
     let port: u16 = text.trim().parse().unwrap();
     assert!(!tcp_busy(port), "port {port} held with BIND_TIMEOUT 0");
@@ -211,7 +202,11 @@ fn helpers_here() -> usize {
     };
     entries
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok()))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
         .filter(|e| {
             std::fs::read(e.path().join("cmdline"))
                 .is_ok_and(|c| String::from_utf8_lossy(&c).contains("--portpick-internal-helper"))
@@ -245,7 +240,10 @@ fn the_port_is_claimed_for_the_owners_life_and_bindable_at_once() {
     assert!(claimed(port));
     owner.kill();
     let took = released(&[port]);
-    assert!(took < Duration::from_secs(2), "claim outlived its owner by {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "claim outlived its owner by {took:?}"
+    );
 }
 
 #[test]
@@ -272,7 +270,11 @@ fn two_hundred_parallel_calls_for_one_owner_get_distinct_claimed_ports() {
     assert_eq!(distinct.len(), 200, "{ports:?}");
     // No call fell back to an unheld pick.
     for out in &outputs {
-        assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // Every one still claimed while the owner lives, every call gone.
     std::thread::sleep(Duration::from_millis(600));
@@ -280,7 +282,10 @@ fn two_hundred_parallel_calls_for_one_owner_get_distinct_claimed_ports() {
     assert!(unclaimed.is_empty(), "{unclaimed:?}");
     owner.kill();
     let took = released(&ports);
-    assert!(took < Duration::from_secs(2), "claims outlived their owner by {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "claims outlived their owner by {took:?}"
+    );
 }
 
 #[test]
@@ -323,7 +328,10 @@ fn helper_life_child() {
     assert!(eventually(|| helpers_here() == 0), "the helper stayed");
     let took = died.elapsed();
     assert!(!claimed(pb));
-    assert!(took < Duration::from_secs(2), "helper outlived its owners by {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "helper outlived its owners by {took:?}"
+    );
     // And the next call starts a new one.
     let c = sleeper();
     let pc = port_of(&run(tool().arg(c.pid().to_string())));
@@ -422,9 +430,7 @@ fn the_pid_asked_for_is_the_argument_or_our_parent() {
 fn a_portserver_that_answers_garbage_means_a_local_port() {
     let address = unique_address("fake");
     let server = fake_server(&address, b"hello\n");
-    let out = run(tool()
-        .arg("4242")
-        .env("PORTSERVER_ADDRESS", &address));
+    let out = run(tool().arg("4242").env("PORTSERVER_ADDRESS", &address));
     assert!(port_of(&out) > 0);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("hello") && err.contains(&address), "{err}");

@@ -123,11 +123,14 @@ pub fn kernel_ports(n: usize) -> Vec<u16> {
 /// `n` distinct ports for a test server's pool: free now, below the
 /// kernel's ephemeral range (so no `bind(0)` anywhere is handed one while
 /// the test runs, as a port the kernel just gave out and took back would
-/// be), and claimed by a lock file shared by all test processes of this
-/// target dir, held until this process exits (so test binaries running at
-/// once never share one).
+/// be), and reserved by an abstract socket `portpick-test/pool/PORT` held
+/// until this process exits (so test binaries running at once never share
+/// one; not portpick's claim name, which a server would skip).
+#[cfg(target_os = "linux")]
 pub fn pool_ports(n: usize) -> Vec<u16> {
-    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    static HELD: Mutex<Vec<UnixDatagram>> = Mutex::new(Vec::new());
     let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
@@ -138,8 +141,6 @@ pub fn pool_ports(n: usize) -> Vec<u16> {
     if ephemeral_start < LOW + 1000 {
         return kernel_ports(n);
     }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-port-locks");
-    std::fs::create_dir_all(&dir).unwrap();
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -159,19 +160,15 @@ pub fn pool_ports(n: usize) -> Vec<u16> {
         if ports.contains(&port) {
             continue;
         }
-        let file = std::fs::File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join(port.to_string()))
-            .unwrap();
-        // Claim first, probe second: a port another test process holds is
-        // never probed (a probe is a brief bind, which its server would
-        // see as the port being busy).
-        if file.try_lock().is_ok() && portpick::is_port_free(port) {
-            HELD.lock().unwrap().push(file);
-            ports.push(port);
+        let name = SocketAddr::from_abstract_name(format!("portpick-test/pool/{port}")).unwrap();
+        // Reserve first, probe second: a port another test process holds is
+        // never probed (a probe is a brief bind, which its server would see
+        // as the port being busy).
+        if let Ok(reservation) = UnixDatagram::bind_addr(&name) {
+            if portpick::is_port_free(port) {
+                HELD.lock().unwrap().push(reservation);
+                ports.push(port);
+            }
         }
     }
     assert_eq!(
@@ -181,6 +178,12 @@ pub fn pool_ports(n: usize) -> Vec<u16> {
     );
     ports.sort_unstable();
     ports
+}
+
+/// Without the abstract namespace: ports the kernel says are free now.
+#[cfg(not(target_os = "linux"))]
+pub fn pool_ports(n: usize) -> Vec<u16> {
+    kernel_ports(n)
 }
 
 /// Polls `f` until it is true or `PATIENCE` runs out; returns the last value.
