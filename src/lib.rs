@@ -211,6 +211,12 @@ pub mod __private {
         crate::global().take_claim(port)
     }
 
+    /// Whether the process-wide picker holds a cross-process claim on
+    /// `port` (picked locally, not returned, and claimed).
+    pub fn holds_claim(port: u16) -> bool {
+        crate::global().holds_claim(port)
+    }
+
     /// Whether the process-wide picker claims its ports.
     pub fn claims_on() -> bool {
         crate::global().claims_on()

@@ -372,6 +372,13 @@ impl<P: Prober> Picker<P> {
             .map(PortClaim::into_fd)
     }
 
+    pub(crate) fn holds_claim(&self, port: u16) -> bool {
+        self.state()
+            .random
+            .get(&port)
+            .is_some_and(|claim| claim.is_some())
+    }
+
     pub(crate) fn claims_on(&self) -> bool {
         self.claims.is_some()
     }

@@ -337,6 +337,31 @@ fn helper_life_child() {
     let pc = port_of(&run(tool().arg(c.pid().to_string())));
     assert!(claimed(pc));
     assert_eq!(helpers_here(), 1);
+    drop(c);
+    assert!(eventually(|| helpers_here() == 0), "the helper stayed");
+    // A helper started under a limit of 64 open files holds 32 claims;
+    // calls beyond them get a port, unclaimed, and say so.
+    let d = sleeper();
+    let outs: Vec<Output> = (0..40)
+        .map(|_| {
+            run(Command::new("sh")
+                .arg("-c")
+                .arg("ulimit -n 64 && exec \"$0\" \"$@\"")
+                .arg(env!("CARGO_BIN_EXE_portpicker"))
+                .arg(d.pid().to_string())
+                .env_remove("PORTSERVER_ADDRESS")
+                .env_remove(portpick::CLAIMS_ENV))
+        })
+        .collect();
+    let ports: BTreeSet<u16> = outs.iter().map(port_of).collect();
+    assert_eq!(ports.len(), 40);
+    let held = ports.iter().filter(|&&p| claimed(p)).count();
+    assert_eq!(held, 32);
+    let warned = outs
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stderr).contains("is not claimed"))
+        .count();
+    assert_eq!(warned, 8);
     println!("HELPER LIFE OK after {took:?}");
 }
 

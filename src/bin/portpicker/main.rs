@@ -143,6 +143,7 @@ fn spawn_holder(port: u16, seconds: f64) -> std::io::Result<()> {
         .stdout(OwnedFd::from(tcp))
         .stderr(OwnedFd::from(udp))
         .process_group(0)
+        .current_dir("/")
         .spawn()?;
     Ok(())
 }
