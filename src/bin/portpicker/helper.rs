@@ -36,6 +36,10 @@ pub const HELPER_ARG: &str = "--portpick-internal-helper";
 /// in the helper's name, so two versions never talk to each other).
 const REQUEST_TAG: &str = "portpick-helper-v1";
 
+/// Marks an answer whose port the helper could not claim (it holds half
+/// its open file limit in claims already): `PORT unclaimed`.
+const UNCLAIMED: &str = " unclaimed";
+
 /// How often the helper checks that its owners live.
 const SWEEP: Duration = Duration::from_millis(500);
 
@@ -96,10 +100,18 @@ fn ask_helper(pid: u32) -> io::Result<Option<u16>> {
                     if !is_from(&from, &name) {
                         continue;
                     }
-                    let port = std::str::from_utf8(&buf[..n])
-                        .ok()
-                        .and_then(|s| s.parse::<u16>().ok())
-                        .filter(|&p| p != 0);
+                    let text = std::str::from_utf8(&buf[..n]).unwrap_or("");
+                    let (number, unclaimed) = match text.strip_suffix(UNCLAIMED) {
+                        Some(number) => (number, true),
+                        None => (text, false),
+                    };
+                    let port = number.parse::<u16>().ok().filter(|&p| p != 0);
+                    if let (Some(port), true) = (port, unclaimed) {
+                        eprintln!(
+                            "portpicker: warning: port {port} is not claimed: the claim helper \
+                             holds as many claims as its open file limit allows"
+                        );
+                    }
                     // A port somebody has bound is no answer (a name
                     // squatted by a hostile local user could offer one).
                     return Ok(port.filter(|&p| portpick::is_port_free(p)));
@@ -183,6 +195,9 @@ fn start_helper_at(name: &[u8]) -> io::Result<bool> {
         // foreground job does not end every script's claims; each owner's
         // death ends its own.
         .process_group(0)
+        // It may outlive the caller by hours: it must not keep the caller's
+        // directory busy (an unmount, a removed checkout).
+        .current_dir("/")
         .spawn()?;
     Ok(true)
 }
@@ -253,7 +268,7 @@ impl Helper {
             }
             Err(_) => return false,
         };
-        let answer = match parse_request(&buf[..n]) {
+        let port = match parse_request(&buf[..n]) {
             // The owner must be the process the caller says, alive now: a
             // port for a dead owner would be claimed by nobody's life.
             Some(owner) if self.table.start_time(owner.0) == Some(owner.1) => {
@@ -268,16 +283,15 @@ impl Helper {
             Some(_) => 0,
             None => return true,
         };
-        if self
-            .socket
-            .send_to_addr(answer.to_string().as_bytes(), &from)
-            .is_err()
-            && answer != 0
-        {
+        let mut answer = port.to_string();
+        if port != 0 && !portpick::__private::holds_claim(port) {
+            answer.push_str(UNCLAIMED);
+        }
+        if self.socket.send_to_addr(answer.as_bytes(), &from).is_err() && port != 0 {
             // The caller gave up: its port goes back.
-            portpick::global().return_port(answer);
+            portpick::global().return_port(port);
             for ports in self.owners.values_mut() {
-                ports.retain(|&p| p != answer);
+                ports.retain(|&p| p != port);
             }
         }
         true
