@@ -1,12 +1,13 @@
 //! Claims that last as long as the process a port is for (`portpicker PID`
-//! without a portserver): a detached helper, one per user, picks and claims
-//! the ports, remembers each one's owner (pid and start time, so a reused
+//! without a portserver): a detached helper, one per user (and pid
+//! namespace), picks and claims the ports, remembers each one's owner (pid and start time, so a reused
 //! pid is another owner), and releases an owner's claims within half a
 //! second of its death. It exits once no owner it serves is alive.
 //!
-//! The helper of user U is found at the abstract datagram name
-//! `portpick/helper/v1/U`. A call sends it `portpick-helper-v1 PID START`
-//! from a name of its own and gets the port back (`0`: none). When nobody
+//! The helper of user U in pid namespace N (its inode number) is found at
+//! the abstract datagram name `portpick/helper/v1/U/N`. A call sends it
+//! `portpick-helper-v1 PID START` from a name of its own and gets the port
+//! back (`0`: none; `PORT unclaimed`: past the helper's descriptor budget). When nobody
 //! holds the helper's name, the call binds it, starts the helper with that
 //! socket as its stdout, and sends its request, which waits in the
 //! socket's queue while the helper starts: a call that finds the name taken
@@ -56,7 +57,10 @@ pub fn pick_for(pid: u32) -> Result<u16, NoFreePortError> {
     match ask_helper(pid) {
         Ok(Some(port)) => return Ok(port),
         Ok(None) => {}
-        Err(e) => eprintln!("portpicker: warning: the claim helper did not answer: {e}"),
+        Err(e) => eprintln!(
+            "portpicker: warning: cannot keep the port claimed for pid {pid} ({e}); \
+             its claim ends with this call"
+        ),
     }
     portpick::global().pick_local()
 }
@@ -68,8 +72,12 @@ fn ask_helper(pid: u32) -> io::Result<Option<u16>> {
         // Dead, invalid, or not in our /proc: nobody to hold it for.
         return Ok(None);
     };
+    // Per user, and per pid namespace: pids sent to a helper must mean to
+    // it what they mean to us (containers may share a network but not
+    // pids).
     let uid = std::fs::metadata("/proc/self")?.uid();
-    let name = format!("portpick/helper/v1/{uid}").into_bytes();
+    let pid_ns = std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino());
+    let name = format!("portpick/helper/v1/{uid}/{pid_ns}").into_bytes();
     let helper = abstract_addr(&name)?;
     let reply = reply_socket()?;
     reply.set_write_timeout(Some(ANSWER_TIMEOUT))?;
