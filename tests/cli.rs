@@ -246,10 +246,9 @@ fn the_port_is_claimed_for_the_owners_life_and_bindable_at_once() {
     );
 }
 
-#[test]
-fn two_hundred_parallel_calls_for_one_owner_get_distinct_claimed_ports() {
-    let mut owner = sleeper();
-    let pid = owner.pid();
+/// 200 calls at once for `pid`: their ports, distinct and claimed after
+/// every call has exited.
+fn two_hundred_calls_for(pid: u32) -> Vec<u16> {
     let children: Vec<_> = (0..200)
         .map(|_| {
             tool()
@@ -280,6 +279,13 @@ fn two_hundred_parallel_calls_for_one_owner_get_distinct_claimed_ports() {
     std::thread::sleep(Duration::from_millis(600));
     let unclaimed: Vec<u16> = ports.iter().copied().filter(|&p| !claimed(p)).collect();
     assert!(unclaimed.is_empty(), "{unclaimed:?}");
+    ports
+}
+
+#[test]
+fn two_hundred_parallel_calls_for_one_owner_get_distinct_claimed_ports() {
+    let mut owner = sleeper();
+    let ports = two_hundred_calls_for(owner.pid());
     owner.kill();
     let took = released(&ports);
     assert!(
@@ -312,6 +318,19 @@ fn helper_life_child() {
         assert!(!claimed(port));
         assert_eq!(helpers_here(), 0);
     }
+    // 200 calls at once for one owner: one helper, gone with the owner.
+    let mut e = sleeper();
+    let ports = two_hundred_calls_for(e.pid());
+    assert_eq!(helpers_here(), 1);
+    e.kill();
+    let died = Instant::now();
+    assert!(eventually(|| helpers_here() == 0), "the helper stayed");
+    let took = died.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "helper outlived its owner by {took:?}"
+    );
+    assert!(ports.iter().all(|&p| !claimed(p)));
     // One helper serves two owners, and releases each one's claims.
     let mut a = sleeper();
     let mut b = sleeper();
