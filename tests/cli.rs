@@ -275,7 +275,8 @@ fn two_hundred_calls_for(pid: u32) -> Vec<u16> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // Every one still claimed while the owner lives, every call gone.
+    // Every call has exited; every port stays claimed past a sweep of the
+    // helper, since the owner lives.
     std::thread::sleep(Duration::from_millis(600));
     let unclaimed: Vec<u16> = ports.iter().copied().filter(|&p| !claimed(p)).collect();
     assert!(unclaimed.is_empty(), "{unclaimed:?}");
