@@ -313,8 +313,8 @@ fn helper_life_child() {
         return;
     }
     assert_eq!(helpers_here(), 0);
-    // A dead or invalid pid: a port, and no helper.
-    for pid in [dead_pid(), 4_000_000_000] {
+    // A dead or invalid pid, or init: a port, and no helper.
+    for pid in [dead_pid(), 4_000_000_000, 1] {
         let port = port_of(&run(tool().arg(pid.to_string())));
         assert!(!claimed(port));
         assert_eq!(helpers_here(), 0);

@@ -68,6 +68,12 @@ pub fn pick_for(pid: u32) -> Result<u16, NoFreePortError> {
 /// `Ok(None)`: nothing to hold the claim for, or the helper has no port.
 fn ask_helper(pid: u32) -> io::Result<Option<u16>> {
     use std::os::unix::fs::MetadataExt;
+    if pid <= 1 {
+        // As the portserver: pid 1 means the caller's parent has gone (it
+        // was reparented to init), and a claim for init's life would
+        // never end.
+        return Ok(None);
+    }
     let Some(start) = ProcFs::new().start_time(pid) else {
         // Dead, invalid, or not in our /proc: nobody to hold it for.
         return Ok(None);
