@@ -311,7 +311,9 @@ fn the_off_switch_restores_pythons_behaviour() {
 
 #[test]
 fn running_out_of_descriptors_is_reported_as_such() {
-    let mut child = ClaimChild::start();
+    // Under a small limit, so that using it all up is quick anywhere.
+    let mut child =
+        ClaimChild::start_with(&["sh", "-c", "ulimit -n 256 && exec \"$0\" \"$@\""], &[]);
     let answer = child.ask("exhaust");
     let reason = format!("{:?}", NoFreePortReason::OutOfFileDescriptors);
     assert!(answer.starts_with(&format!("ERR {reason} ")), "{answer}");
