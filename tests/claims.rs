@@ -181,12 +181,14 @@ impl ClaimChild {
 
 #[test]
 fn eight_processes_hold_four_hundred_distinct_ports() {
+    let _turn = claims_turn();
     let mut children: Vec<ClaimChild> = (0..8).map(|_| ClaimChild::start()).collect();
     // All eight pick at once: send every command, then read the answers.
     for c in &mut children {
         writeln!(c.stdin.as_mut().unwrap(), "pick 50").unwrap();
     }
     let mut count: BTreeMap<u16, usize> = BTreeMap::new();
+    let mut each = Vec::new();
     for c in &mut children {
         let line = loop {
             let line = c.lines.recv_timeout(PATIENCE).expect("the child's ports");
@@ -194,17 +196,23 @@ fn eight_processes_hold_four_hundred_distinct_ports() {
                 break line[at + 6..].to_string();
             }
         };
-        for p in line.split_whitespace() {
-            *count.entry(p.parse().unwrap()).or_default() += 1;
+        let ports: BTreeSet<u16> = line
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        for &p in &ports {
+            *count.entry(p).or_default() += 1;
         }
+        each.push(ports);
     }
     let total: usize = count.values().sum();
     let dups: Vec<_> = count.iter().filter(|&(_, &n)| n > 1).collect();
     assert_eq!(total, 400);
     assert!(dups.is_empty(), "ports held by two processes: {dups:?}");
     // Every one is held by its process's claim, under the documented name.
-    let unclaimed: Vec<u16> = count.keys().copied().filter(|&p| !claimed(p)).collect();
-    assert!(unclaimed.is_empty(), "not claimed: {unclaimed:?}");
+    for (c, ports) in children.iter().zip(&each) {
+        assert_eq!(&claims_held_by(c.child.pid()), ports);
+    }
 }
 
 /// "The kernel" offers one chosen port every time, and every port probes
@@ -237,6 +245,7 @@ fn claimable_soon(port: u16) -> bool {
 
 #[test]
 fn another_processes_claims_are_skipped_until_it_is_killed() {
+    let _turn = claims_turn();
     let mut child = ClaimChild::start();
     let ports = child.pick(3);
     for &p in &ports {
@@ -253,6 +262,7 @@ fn another_processes_claims_are_skipped_until_it_is_killed() {
 
 #[test]
 fn return_port_and_the_guard_release_the_claim() {
+    let _turn = claims_turn();
     let a = Picker::new();
     let port = a.pick_unused_port().unwrap();
     assert!(claimed(port));
@@ -282,6 +292,7 @@ fn return_port_and_the_guard_release_the_claim() {
 
 #[test]
 fn pickers_in_one_process_never_share_a_port() {
+    let _turn = claims_turn();
     // Two binds of one name conflict within a process too.
     let all_picked = std::sync::Barrier::new(4);
     let ports: Vec<u16> = in_threads(4, |_| {
@@ -296,6 +307,7 @@ fn pickers_in_one_process_never_share_a_port() {
 
 #[test]
 fn the_off_switch_restores_pythons_behaviour() {
+    let _turn = claims_turn();
     // In code.
     let off = Picker::new().claims(false);
     let port = off.pick_unused_port().unwrap();
@@ -304,13 +316,16 @@ fn the_off_switch_restores_pythons_behaviour() {
     // In the environment, for a whole process: no claims, no warning.
     let mut child = ClaimChild::start_with(&[], &[(portpick::CLAIMS_ENV, "off")]);
     let ports = child.pick(20);
-    assert!(ports.iter().all(|&p| !claimed(p)), "{ports:?}");
+    assert_eq!(ports.len(), 20);
+    let held = claims_held_by(child.child.pid());
+    assert!(held.is_empty(), "{held:?}");
     let err = child.finish();
     assert!(err.is_empty(), "{err}");
 }
 
 #[test]
 fn running_out_of_descriptors_is_reported_as_such() {
+    let _turn = claims_turn();
     // Under a small limit, so that using it all up is quick anywhere.
     let mut child =
         ClaimChild::start_with(&["sh", "-c", "ulimit -n 256 && exec \"$0\" \"$@\""], &[]);
@@ -322,13 +337,19 @@ fn running_out_of_descriptors_is_reported_as_such() {
 
 #[test]
 fn claims_stop_at_half_the_open_file_limit_with_one_warning() {
+    let _turn = claims_turn();
     // 128 open files: at most 64 claims; later picks are Python's.
     let mut child =
         ClaimChild::start_with(&["sh", "-c", "ulimit -n 128 && exec \"$0\" \"$@\""], &[]);
     let ports = child.pick(100);
     assert_eq!(ports.iter().collect::<BTreeSet<_>>().len(), 100);
-    let held = ports.iter().filter(|&&p| claimed(p)).count();
-    assert_eq!(held, 64, "claims held of 100 picks under a limit of 128");
+    let held = claims_held_by(child.child.pid());
+    assert_eq!(
+        held.len(),
+        64,
+        "claims held of 100 picks under a limit of 128"
+    );
+    assert!(held.iter().all(|p| ports.contains(p)));
     let err = child.finish();
     assert_eq!(
         err.matches("warning: cannot claim port").count(),
@@ -340,6 +361,7 @@ fn claims_stop_at_half_the_open_file_limit_with_one_warning() {
 
 #[test]
 fn a_fresh_network_namespace_has_its_own_claims() {
+    let _turn = claims_turn();
     // A port we claim out here ...
     let outer = Picker::new();
     let port = outer.pick_unused_port().unwrap();
@@ -369,6 +391,7 @@ fn a_fresh_network_namespace_has_its_own_claims() {
 
 #[test]
 fn a_local_picker_and_the_portserver_never_hand_out_one_port() {
+    let _turn = claims_turn();
     // A process without PORTSERVER_ADDRESS holds 20 locally picked ports;
     // the server's pool has those and 5 others. Free by every bind, the
     // claimed ones must still never be handed out.

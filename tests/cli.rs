@@ -47,6 +47,7 @@ fn port_of(out: &Output) -> u16 {
 
 #[test]
 fn prints_one_port() {
+    let _turn = claims_turn();
     let port = port_of(&run(&mut tool()));
     assert!(port > 0);
     let port = port_of(&run(tool().arg("12345")));
@@ -55,6 +56,7 @@ fn prints_one_port() {
 
 #[test]
 fn help_and_bad_arguments() {
+    let _turn = claims_turn();
     for flag in ["-h", "--help"] {
         let out = run(tool().arg(flag));
         assert_eq!(out.status.code(), Some(0));
@@ -76,6 +78,7 @@ fn help_and_bad_arguments() {
 
 #[test]
 fn asks_the_portserver_first_and_falls_back() {
+    let _turn = claims_turn();
     let ports = pool_ports(1);
     let (address, server) = embedded(&ports);
     let owner = sleeper();
@@ -137,6 +140,7 @@ fn capture(cmd: &mut Command) -> (std::process::ExitStatus, String, Instant) {
 
 #[test]
 fn bind_timeout_holds_the_port_after_exit() {
+    let _turn = claims_turn();
     let hold = Duration::from_secs(4);
     let (status, text, eof) = capture(tool().args([&std::process::id().to_string(), "4"]));
     assert!(status.success());
@@ -162,6 +166,7 @@ fn bind_timeout_holds_the_port_after_exit() {
 
 #[test]
 fn a_fractional_bind_timeout() {
+    let _turn = claims_turn();
     let (status, text, _) = capture(tool().args([&std::process::id().to_string(), "1.5"]));
     assert!(status.success());
     let port: u16 = text.trim().parse().unwrap();
@@ -176,6 +181,7 @@ fn a_fractional_bind_timeout() {
 
 #[test]
 fn a_portserver_port_is_not_held() {
+    let _turn = claims_turn();
     // The portserver owns its ports; the tool binds nothing after exit.
     let ports = pool_ports(1);
     let (address, _server) = embedded(&ports);
@@ -226,6 +232,7 @@ fn released(ports: &[u16]) -> Duration {
 
 #[test]
 fn the_port_is_claimed_for_the_owners_life_and_bindable_at_once() {
+    let _turn = claims_turn();
     let mut owner = sleeper();
     let port = port_of(&run(tool().arg(owner.pid().to_string())));
     // The owner can bind it at once: the helper holds the claim, not the
@@ -285,6 +292,7 @@ fn two_hundred_calls_for(pid: u32) -> Vec<u16> {
 
 #[test]
 fn two_hundred_parallel_calls_for_one_owner_get_distinct_claimed_ports() {
+    let _turn = claims_turn();
     let mut owner = sleeper();
     let ports = two_hundred_calls_for(owner.pid());
     owner.kill();
@@ -297,6 +305,7 @@ fn two_hundred_parallel_calls_for_one_owner_get_distinct_claimed_ports() {
 
 #[test]
 fn claims_off_is_pythons_tool() {
+    let _turn = claims_turn();
     let owner = sleeper();
     let port = port_of(&run(tool()
         .arg(owner.pid().to_string())
@@ -312,6 +321,12 @@ fn helper_life_child() {
     if std::env::var_os("PORTPICK_TEST_HELPER_CHILD").is_none() {
         return;
     }
+    assert_eq!(helpers_here(), 0);
+    // Claims off: Python's tool, no claim, no helper.
+    let port = port_of(&run(tool()
+        .arg(std::process::id().to_string())
+        .env(portpick::CLAIMS_ENV, "off")));
+    assert!(!claimed(port));
     assert_eq!(helpers_here(), 0);
     // A dead or invalid pid, or init: a port, and no helper.
     for pid in [dead_pid(), 4_000_000_000, 1] {
@@ -387,6 +402,7 @@ fn helper_life_child() {
 
 #[test]
 fn the_helper_leaves_with_its_last_owner() {
+    let _turn = claims_turn();
     if !Command::new("unshare")
         .args(["-n", "true"])
         .stderr(Stdio::null())
@@ -419,6 +435,7 @@ fn the_helper_leaves_with_its_last_owner() {
 
 #[test]
 fn stats_of_a_portserver() {
+    let _turn = claims_turn();
     let ports = pool_ports(2);
     let (address, _server) = embedded(&ports);
     let out = run(tool().args(["--stats", &address]));
@@ -455,6 +472,7 @@ fn fake_server(address: &str, reply: &'static [u8]) -> std::thread::JoinHandle<V
 
 #[test]
 fn the_pid_asked_for_is_the_argument_or_our_parent() {
+    let _turn = claims_turn();
     // The tool's parent is this test process.
     let address = unique_address("fake");
     let server = fake_server(&address, b"23456\n");
@@ -473,6 +491,7 @@ fn the_pid_asked_for_is_the_argument_or_our_parent() {
 
 #[test]
 fn a_portserver_that_answers_garbage_means_a_local_port() {
+    let _turn = claims_turn();
     let address = unique_address("fake");
     let server = fake_server(&address, b"hello\n");
     let out = run(tool().arg("4242").env("PORTSERVER_ADDRESS", &address));
@@ -484,6 +503,7 @@ fn a_portserver_that_answers_garbage_means_a_local_port() {
 
 #[test]
 fn parallel_invocations_with_bound_holds_get_distinct_ports() {
+    let _turn = claims_turn();
     let children: Vec<_> = (0..12)
         .map(|_| {
             tool()
