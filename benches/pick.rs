@@ -2,15 +2,18 @@
 //!
 //! `cargo bench --bench pick`. The pick floor is one dual-stack TCP bind of
 //! port 0 and one UDP bind of the port it got: the least a correct "free on
-//! TCP and UDP, IPv4 and IPv6" answer costs on a dual-stack kernel. Cases
-//! that are compared run interleaved, round by round (see common/mod.rs).
+//! TCP and UDP, IPv4 and IPv6" answer costs on a dual-stack kernel. The
+//! tool's floor is a minimal process that binds and prints a port (this
+//! bench binary, run again in that mode). Cases that are compared run
+//! interleaved, round by round (see common/mod.rs).
 
 mod common;
 
 use std::hint::black_box;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::*;
 use portpick::Picker;
@@ -35,34 +38,6 @@ fn four_binds(port: u16) -> bool {
     a && b && c && d
 }
 
-/// Creates the lock file of every port the kernel hands out for bind(0)
-/// (`ip_local_port_range`), as on a host that has used portpick a while.
-fn prewarm(dir: &Path) {
-    std::fs::create_dir_all(dir).expect("lock dir");
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .unwrap_or_else(|_| "32768 60999".to_string());
-    let mut it = range
-        .split_whitespace()
-        .map(|n| n.parse::<u16>().unwrap_or(0));
-    let (lo, hi) = (it.next().unwrap_or(32768), it.next().unwrap_or(60999));
-    for port in lo..=hi {
-        let path = dir.join(format!("{port}.lock"));
-        if !path.exists() {
-            std::fs::File::create(path).expect("lock file");
-        }
-    }
-}
-
-/// A claim that needs no file: an abstract unix socket named after the
-/// port, released by the kernel when its holder exits (Linux). Measured
-/// next to the lock files to show what a claim could cost.
-fn abstract_claim(port: u16) -> Option<std::os::unix::net::UnixListener> {
-    use std::os::linux::net::SocketAddrExt;
-    let name = format!("portpick-bench-claim-{}-{port}", std::process::id());
-    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name).ok()?;
-    std::os::unix::net::UnixListener::bind_addr(&addr).ok()
-}
-
 /// `name` looked up in `PATH` once, so the floor does not pay for the search.
 fn which(name: &str) -> PathBuf {
     std::env::var_os("PATH")
@@ -84,44 +59,110 @@ fn run(cmd: &mut Command) {
     assert!(ok, "{cmd:?} failed");
 }
 
+/// Set in the environment of this binary run as the tool's floor.
+const BIND_PRINT_ENV: &str = "PORTPICK_BENCH_BIND_PRINT";
+
+/// The floor of the tool: a process that binds a port and prints it.
+fn bind_print() {
+    println!("{}", floor_pick());
+}
+
+/// Runs `cmd` to completion, timing only that.
+fn timed(cmd: &mut Command) -> Duration {
+    let start = Instant::now();
+    run(cmd);
+    start.elapsed()
+}
+
+/// The claim helpers of our tool binary running in our network namespace.
+fn our_helpers(tool: &str) -> Vec<u32> {
+    let net = std::fs::read_link("/proc/self/ns/net").ok();
+    let tool = std::fs::canonicalize(tool).ok();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("--portpick-internal-helper"))
+                && std::fs::read_link(format!("/proc/{pid}/ns/net")).ok() == net
+                && std::fs::read_link(format!("/proc/{pid}/exe")).ok() == tool
+        })
+        .collect()
+}
+
+/// Ends our helpers now (so that the next call is a first call).
+fn kill_helpers(tool: &str) {
+    for pid in our_helpers(tool) {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !our_helpers(tool).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A field of `/proc/PID/status` (`VmRSS`, `voluntary_ctxt_switches`...)
+/// as a number.
+fn status_field(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(field))?;
+    line[field.len() + 1..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn sleeper() -> Reaper {
+    Reaper(
+        Command::new(which("sleep"))
+            .arg("600")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("sleep"),
+    )
+}
+
 fn main() {
-    let tmp = std::env::temp_dir().join(format!("portpick-bench-{}", std::process::id()));
+    if std::env::var_os(BIND_PRINT_ENV).is_some() {
+        return bind_print();
+    }
     banner("portpick pick path (per call)");
 
     header("pick (per call; compared cases interleaved)");
-    let nolock = Picker::new().lock_dir(None::<&str>);
-    // As users get it: claims only when PORTPICK_LOCK_DIR asks for them.
+    // As users get it: claims on (Linux), unless PORTPICK_CLAIMS=off.
     let default = Picker::new();
-    let warm_dir = tmp.join("warm");
-    if full() {
-        prewarm(&warm_dir);
-    }
-    let warm = Picker::new().lock_dir(Some(&warm_dir));
+    let off = Picker::new().claims(false);
     let pick_with = |p: &Picker| {
         let port = p.pick_unused_port().expect("a port");
         p.return_port(black_box(port));
     };
+    // Claims in names never bound before on this host (a prefix per call):
+    // with files, a port's first claim created its lock file; here a name
+    // is no state at all, bound or not.
+    let n = 2000;
+    let fresh_names: Vec<Picker> = (0..iters(n) as usize * (rounds() + 1))
+        .map(|i| Picker::new().claims_in(&format!("portpick-bench-{}/{i}/", std::process::id())))
+        .collect();
+    let mut fresh = fresh_names.iter();
     let f = interleaved(
-        2000,
+        n,
         &mut [
             &mut || {
                 black_box(floor_pick());
             },
-            &mut || pick_with(&nolock),
+            &mut || pick_with(&off),
             &mut || pick_with(&default),
-            &mut || pick_with(&warm),
+            &mut || pick_with(fresh.next().expect("enough pickers")),
             &mut || {
-                let g = warm.pick_guard().expect("a port");
+                let g = default.pick_guard().expect("a port");
                 black_box(g.port());
-            },
-            &mut || {
-                let port = floor_pick();
-                black_box(abstract_claim(port));
             },
         ],
     );
-    let [floor, nolock_f, default_f, warm_f, guard_f, abstract_f] =
-        <[Figure; 6]>::try_from(f).expect("six");
+    let [floor, off_f, default_f, fresh_f, guard_f] = <[Figure; 5]>::try_from(f).expect("five");
     row(
         "pick_floor",
         "floor: TCP bind [::]:0 + UDP bind of its port",
@@ -131,72 +172,42 @@ fn main() {
     let of_floor = |key: &str, f: &Figure| format!("{} of floor", ratio(key, f, &floor));
     row(
         "pick",
-        "pick_unused_port+return_port (default: no claim)",
+        "pick_unused_port+return_port (default: claimed)",
         &default_f,
         &of_floor("pick", &default_f),
     );
     row(
-        "pick_nolock",
-        "  same, .lock_dir(None) (no claim, as Python)",
-        &nolock_f,
-        &of_floor("pick_nolock", &nolock_f),
+        "pick_off",
+        "  same, .claims(false) (no claim, as Python)",
+        &off_f,
+        &of_floor("pick_off", &off_f),
     );
     row(
-        "pick_warm",
-        "  same, temp lock dir, lock files exist (warm)",
-        &warm_f,
-        &of_floor("pick_warm", &warm_f),
+        "pick_fresh",
+        "  same, claims in never-used names (\"cold\")",
+        &fresh_f,
+        &format!(
+            "{} of floor, {} of default",
+            ratio("pick_fresh", &fresh_f, &floor),
+            ratio("fresh_vs_default", &fresh_f, &default_f)
+        ),
     );
     row(
         "guard",
-        "pick_guard (warm lock dir, dropped at once)",
+        "pick_guard (claimed, dropped at once)",
         &guard_f,
         &of_floor("guard", &guard_f),
     );
-
-    row(
-        "abstract_claim",
-        "floor + claim by abstract socket (an alternative)",
-        &abstract_f,
-        &of_floor("abstract_claim", &abstract_f),
+    let claim = default_f.median.saturating_sub(off_f.median);
+    println!(
+        "{:<W$} {:>9}  {:>19}  {:.0}% of a pick without claims",
+        "  claim cost (default vs off)",
+        fmt(claim),
+        "",
+        100.0 * claim.as_secs_f64() / off_f.median.as_secs_f64()
     );
-
-    // A cold claim creates the lock file: a port's first claim on a host.
-    let cold = Picker::new().lock_dir(Some(tmp.join("cold")));
-    let f = interleaved(
-        300,
-        &mut [&mut || pick_with(&nolock), &mut || pick_with(&cold)],
-    );
-    let [nolock_c, cold_f] = <[Figure; 2]>::try_from(f).expect("two");
-    row(
-        "pick_cold",
-        "  same, temp lock dir, lock files new (cold)",
-        &cold_f,
-        &format!("{} of locks off", ratio("pick_cold", &cold_f, &nolock_c)),
-    );
-    for (key, what, with, base) in [
-        (
-            "claim",
-            "  claim cost, warm (vs locks off)",
-            &warm_f,
-            &nolock_f,
-        ),
-        (
-            "claim_cold",
-            "  claim cost, cold (vs locks off)",
-            &cold_f,
-            &nolock_c,
-        ),
-    ] {
-        let claim = with.median.saturating_sub(base.median);
-        println!(
-            "{what:<W$} {:>9}  {:>19}  {:.0}% of a pick without locks",
-            fmt(claim),
-            "",
-            100.0 * claim.as_secs_f64() / base.median.as_secs_f64()
-        );
-        record(key, claim.as_nanos());
-    }
+    record("claim", claim.as_nanos());
+    drop(fresh_names);
 
     header("is_port_free and the bound listener (per call)");
     let free_port = floor_pick();
@@ -261,27 +272,99 @@ fn main() {
     drop(holder);
 
     header("whole process (per run; interleaved)");
-    let me = std::process::id().to_string();
+    let me = std::env::current_exe().expect("this bench");
     let true_path = which("true");
     let tool = env!("CARGO_BIN_EXE_portpicker");
-    let f = interleaved(
-        30,
-        &mut [&mut || run(&mut Command::new(&true_path)), &mut || {
-            run(Command::new(tool).arg(&me).env_remove("PORTSERVER_ADDRESS"))
-        }],
-    );
-    let [true_f, tool_f] = <[Figure; 2]>::try_from(f).expect("two");
+    let tool_cmd = |owner: u32| {
+        let mut c = Command::new(tool);
+        c.arg(owner.to_string())
+            .env_remove("PORTSERVER_ADDRESS")
+            .env_remove(portpick::CLAIMS_ENV);
+        c
+    };
+    // One owner for every call. The helper (one per user) starts at the
+    // first call and answers the later ones; before each "first call" it is
+    // killed (untimed), so that call starts it again.
+    let owner = sleeper();
+    let runs = iters(30) as usize;
+    let mut rounds_of: [Vec<Duration>; 5] = Default::default();
+    for round in 0..=rounds() {
+        let mut sums = [Duration::ZERO; 5];
+        for _ in 0..runs {
+            sums[0] += timed(&mut Command::new(&true_path));
+            sums[1] += timed(Command::new(&me).env(BIND_PRINT_ENV, "1"));
+            sums[2] += timed(&mut tool_cmd(owner.pid()));
+            sums[4] += timed(tool_cmd(owner.pid()).env(portpick::CLAIMS_ENV, "off"));
+            kill_helpers(tool);
+            sums[3] += timed(&mut tool_cmd(owner.pid()));
+        }
+        if round > 0 {
+            for (r, s) in rounds_of.iter_mut().zip(sums) {
+                r.push(s / runs as u32);
+            }
+        }
+    }
+    let [true_f, bind_f, warm_f, cold_f, off_f] = rounds_of.map(from_rounds);
+    row("spawn_true", "spawn and wait for `true`", &true_f, "");
     row(
-        "spawn_true",
-        "floor: spawn and wait for `true`",
-        &true_f,
+        "bind_print",
+        "floor: a process that binds and prints a port",
+        &bind_f,
         "",
     );
+    let of_bind = |key: &str, f: &Figure| format!("{} of floor", ratio(key, f, &bind_f));
     row(
         "tool",
-        "portpicker $PID (default lock dir)",
-        &tool_f,
-        &format!("{} of spawning `true`", ratio("tool", &tool_f, &true_f)),
+        "portpicker $PID (the claim helper runs)",
+        &warm_f,
+        &of_bind("tool", &warm_f),
     );
-    let _ = std::fs::remove_dir_all(&tmp);
+    row(
+        "tool_first",
+        "portpicker $PID, no helper yet (starts it)",
+        &cold_f,
+        &of_bind("tool_first", &cold_f),
+    );
+    row(
+        "tool_off",
+        "portpicker $PID, PORTPICK_CLAIMS=off",
+        &off_f,
+        &of_bind("tool_off", &off_f),
+    );
+
+    header("the claim helper (one per user)");
+    // Holding 100 claims for the owner.
+    for _ in 0..100 {
+        run(&mut tool_cmd(owner.pid()));
+    }
+    let helper = *our_helpers(tool).first().expect("a helper runs");
+    let rss = status_field(helper, "VmRSS").unwrap_or(0);
+    println!("{:<W$} {rss:>6} KiB", "helper RSS, holding 100 claims");
+    record("helper_rss_kib", rss);
+    let switches = || {
+        status_field(helper, "voluntary_ctxt_switches").unwrap_or(0)
+            + status_field(helper, "nonvoluntary_ctxt_switches").unwrap_or(0)
+    };
+    let window = if full() {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_secs(1)
+    };
+    let before = switches();
+    std::thread::sleep(window);
+    let wakeups = (switches() - before) as f64 / window.as_secs_f64();
+    println!("{:<W$} {wakeups:>6.1} /s", "helper wake-ups when idle");
+    record("helper_wakeups", format!("{wakeups:.1}"));
+    drop(owner);
+    let died = Instant::now();
+    while !our_helpers(tool).is_empty() && died.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let gone = died.elapsed();
+    println!(
+        "{:<W$} {:>9}",
+        "helper gone after its last owner's death",
+        fmt(gone)
+    );
+    record("helper_exit", gone.as_nanos());
 }

@@ -14,10 +14,10 @@
 //!
 //! A port from [`pick_unused_port`] is free on TCP and UDP, IPv6 and IPv4.
 //! It comes from, in order: a port given back with [`add_reserved_port`];
-//! the portserver named by `PORTSERVER_ADDRESS`; a local pick. With
-//! `PORTPICK_LOCK_DIR` set, a local pick is also claimed across processes
-//! by a lock file (see [Cross-process claims](#cross-process-claims)), so
-//! parallel test processes get distinct ports even without a portserver.
+//! the portserver named by `PORTSERVER_ADDRESS`; a local pick. On Linux a
+//! local pick is also claimed across processes (see [Cross-process
+//! claims](#cross-process-claims)), so parallel test processes get distinct
+//! ports even without a portserver.
 //!
 //! # The race-free way: a bound socket
 //!
@@ -41,15 +41,22 @@
 //!
 //! # Cross-process claims
 //!
-//! Set `PORTPICK_LOCK_DIR=default` (a per-user directory under the system
-//! temp dir) or to a directory of your choice, and each locally picked port
-//! is claimed by an exclusive lock on `PORTPICK_LOCK_DIR/PORT.lock`, held
-//! until the port is returned or the process exits. The kernel drops the
-//! lock when the process dies, however it dies. Unset or empty, the library
-//! does not claim (Python's behaviour: a claim costs about a third of a
-//! pick); the `portpicker` tool claims in the default directory unless
-//! told otherwise. A directory that cannot be written turns claims off with
-//! one warning.
+//! On Linux each locally picked port is claimed by binding a unix datagram
+//! socket to the abstract name `portpick/claim/PORT` (`@portpick/claim/PORT`
+//! in `ss -x`), held until the port is returned (or its guard dropped) or
+//! the process exits, however it exits: the kernel drops the name with the
+//! socket. A picker never picks a port that another socket has claimed, so
+//! processes of one host (any user) get distinct ports without a
+//! portserver. Claims live in the network namespace, as ports do; nothing
+//! is written to any filesystem. Ports from a portserver are not claimed
+//! (the server owns them, and skips ports claimed here).
+//!
+//! `PORTPICK_CLAIMS=off` in the environment, or [`Picker::claims`]`(false)`
+//! in code, turns claims off: Python's behaviour. A claim that cannot be
+//! made for another reason than "taken" (no descriptors left, no abstract
+//! namespace, half the open file limit already spent on claims) gives one
+//! warning and Python's behaviour for that port, never an error. Other
+//! systems than Linux have no claims.
 //!
 //! # Plugging in a prober
 //!
@@ -60,8 +67,8 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod address;
+mod claim;
 mod client;
-mod lock;
 mod picker;
 mod probe;
 mod protocol;
@@ -70,11 +77,13 @@ pub mod server;
 mod testkit;
 
 pub use address::{AddressError, PortServerAddress};
+pub use claim::CLAIMS_ENV;
 pub use client::{
     get_port_from_port_server_with_timeout, get_port_server_stats, PortServerError, DEFAULT_TIMEOUT,
 };
-pub use lock::LOCK_DIR_ENV;
-pub use picker::{NoFreePortError, Picker, PortGuard, Source, PORTSERVER_ADDRESS_ENV};
+pub use picker::{
+    NoFreePortError, NoFreePortReason, Picker, PortGuard, Source, PORTSERVER_ADDRESS_ENV,
+};
 pub use probe::{bind, Prober, Protocol, SocketProber};
 
 use std::io;
@@ -191,7 +200,6 @@ pub fn bind_unused_udp() -> io::Result<UdpSocket> {
 /// not covered by semver.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::lock::DEFAULT_LOCK_DIR;
     pub use crate::probe::{hold_tcp, hold_udp, Held};
     /// The wire format: pure functions over bytes.
     pub mod protocol {
@@ -211,7 +219,9 @@ pub mod __private {
             allocate_with, Attempt, Pool, PoolStats, Step, MAX_PROBES_PER_REQUEST,
             OWNER_CHECKS_PER_REQUEST,
         };
-        pub use crate::server::process::{parse_stat, Owner, ProcFs, ProcStat, StatError};
+        pub use crate::server::process::{
+            parse_stat, Owner, ProcFs, ProcStat, ProcessTable, StatError,
+        };
         pub use crate::server::ranges::{
             kernel_overlap, parse_kernel_list, parse_kernel_range, parse_port_ranges,
             KernelOverlap, RangeError,
@@ -229,8 +239,19 @@ pub mod __private {
 
     /// Takes the cross-process claim of a locally picked port, to hand it to
     /// another process.
-    pub fn take_claim(port: u16) -> Option<std::fs::File> {
+    pub fn take_claim(port: u16) -> Option<std::os::fd::OwnedFd> {
         crate::global().take_claim(port)
+    }
+
+    /// Whether the process-wide picker holds a cross-process claim on
+    /// `port` (picked locally, not returned, and claimed).
+    pub fn holds_claim(port: u16) -> bool {
+        crate::global().holds_claim(port)
+    }
+
+    /// Whether the process-wide picker claims its ports.
+    pub fn claims_on() -> bool {
+        crate::global().claims_on()
     }
 }
 

@@ -1,13 +1,13 @@
 //! `Picker`: the pick algorithm and the in-process bookkeeping of Python's
 //! portpicker (reserved, owned and randomly picked ports), on any `Prober`,
-//! plus cross-process claims through per-port lock files.
+//! plus cross-process claims of locally picked ports (see `claim.rs`).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::Mutex;
 
+use crate::claim::{self, Claim, Namespace, PortClaim};
 use crate::client::{self, PortServerError};
-use crate::lock::{self, Claim, LockDir, PortLock};
 use crate::probe::{Prober, Protocol, SocketProber};
 use crate::rand::Rng;
 
@@ -23,18 +23,45 @@ pub const PORTSERVER_ADDRESS_ENV: &str = "PORTSERVER_ADDRESS";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoFreePortError {
     tries: usize,
+    reason: NoFreePortReason,
+}
+
+/// Why [`NoFreePortError`] found no port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NoFreePortReason {
+    /// Every candidate was in use, claimed by another process, or already
+    /// picked here.
+    Busy,
+    /// No socket could be opened to probe with: this process has used up
+    /// its open file limit (`EMFILE`), or the system its (`ENFILE`).
+    OutOfFileDescriptors,
 }
 
 impl NoFreePortError {
-    /// How many candidate ports were probed.
+    /// How many candidate ports were tried.
     pub fn tries(&self) -> usize {
         self.tries
+    }
+
+    /// Why none was found.
+    pub fn reason(&self) -> NoFreePortReason {
+        self.reason
     }
 }
 
 impl fmt::Display for NoFreePortError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "no free port found after {} candidates", self.tries)
+        match self.reason {
+            NoFreePortReason::Busy => {
+                write!(f, "no free port found after {} candidates", self.tries)
+            }
+            NoFreePortReason::OutOfFileDescriptors => write!(
+                f,
+                "no port could be probed: too many open files (tried {} candidates)",
+                self.tries
+            ),
+        }
     }
 }
 
@@ -42,7 +69,11 @@ impl std::error::Error for NoFreePortError {}
 
 impl From<NoFreePortError> for std::io::Error {
     fn from(e: NoFreePortError) -> Self {
-        std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, e)
+        let kind = match e.reason {
+            NoFreePortReason::Busy => std::io::ErrorKind::AddrNotAvailable,
+            NoFreePortReason::OutOfFileDescriptors => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, e)
     }
 }
 
@@ -65,7 +96,7 @@ struct State {
     owned: HashSet<u16>,
     /// Ports picked locally and not returned, with their cross-process claim
     /// (Python's `_random_ports`).
-    random: HashMap<u16, Option<PortLock>>,
+    random: HashMap<u16, Option<PortClaim>>,
 }
 
 /// The pick algorithm with its in-process state. The crate's free functions
@@ -75,7 +106,7 @@ struct State {
 /// A `Picker` is `Send + Sync`: share it by reference between threads.
 pub struct Picker<P = SocketProber> {
     prober: P,
-    lock_dir: Option<LockDir>,
+    claims: Option<Namespace>,
     state: Mutex<State>,
     rng: Mutex<Rng>,
 }
@@ -83,7 +114,7 @@ pub struct Picker<P = SocketProber> {
 impl<P> fmt::Debug for Picker<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Picker")
-            .field("lock_dir", &self.lock_dir)
+            .field("claims", &self.claims)
             .finish_non_exhaustive()
     }
 }
@@ -95,33 +126,41 @@ impl Default for Picker<SocketProber> {
 }
 
 impl Picker<SocketProber> {
-    /// A picker that binds real sockets, with cross-process claims in the
-    /// directory `PORTPICK_LOCK_DIR` names (`default`: a per-user directory
-    /// under the system temp dir; unset or empty: no claims, as Python).
-    /// Claims are opt-in because a claim costs about a third of a pick (see
-    /// the README); [`Picker::lock_dir`] turns them on in code.
+    /// A picker that binds real sockets and claims the ports it picks
+    /// across processes (on Linux, unless `PORTPICK_CLAIMS=off`; see
+    /// [`Picker::claims`]).
     pub fn new() -> Self {
         Picker::with_prober(SocketProber)
     }
 }
 
 impl<P: Prober> Picker<P> {
-    /// A picker on `prober`, with the lock directory from the environment
-    /// as [`Picker::new`].
+    /// A picker on `prober`, with claims as [`Picker::new`].
     pub fn with_prober(prober: P) -> Self {
         Picker {
             prober,
-            lock_dir: LockDir::from_env(),
+            claims: Namespace::from_env(),
             state: Mutex::new(State::default()),
             rng: Mutex::new(Rng::new()),
         }
     }
 
-    /// Claims locally picked ports across processes with lock files in `dir`
-    /// (`None`: no cross-process claims, Python's behaviour). Default: from
-    /// `PORTPICK_LOCK_DIR`, see [`Picker::new`].
-    pub fn lock_dir(mut self, dir: Option<impl Into<std::path::PathBuf>>) -> Self {
-        self.lock_dir = dir.map(LockDir::new);
+    /// Whether locally picked ports are claimed across processes: each is
+    /// held by an abstract unix socket named `portpick/claim/PORT` until it
+    /// is returned or this process exits, and a port another process has
+    /// claimed is never picked. `false`: Python's behaviour. Default: on,
+    /// unless the environment says `PORTPICK_CLAIMS=off`. Only Linux has
+    /// the abstract namespace: elsewhere there are no claims.
+    pub fn claims(mut self, yes: bool) -> Self {
+        self.claims = (yes && cfg!(target_os = "linux")).then(Namespace::standard);
+        self
+    }
+
+    /// Claims in names `PREFIXPORT` instead of the documented ones, so that
+    /// tests with made-up ports meet no real picker's claims.
+    #[doc(hidden)]
+    pub fn claims_in(mut self, prefix: &str) -> Self {
+        self.claims = Some(Namespace::with_prefix(prefix));
         self
     }
 
@@ -199,55 +238,70 @@ impl<P: Prober> Picker<P> {
     /// Picks a port by probing, never asking a portserver: up to 10
     /// kernel-assigned TCP ports that are also free on UDP, then up to 10
     /// random ports in 15000..25000 free on both. A port picked and not
-    /// returned is never picked again by this `Picker`, and (with a lock
-    /// directory) not by any other process until we return it or exit.
+    /// returned is never picked again by this `Picker`, and (with claims)
+    /// not by any other process until we return it or exit.
     ///
     /// # Errors
     ///
-    /// [`NoFreePortError`] when all 20 candidates were busy.
+    /// [`NoFreePortError`] when all 20 candidates were busy, or no socket
+    /// could be opened to probe with.
     pub fn pick_local(&self) -> Result<u16, NoFreePortError> {
         for _ in 0..TRIES {
             let Some(port) = self.prober.kernel_port(Protocol::Tcp) else {
                 continue;
             };
-            if port == 0 || self.state().random.contains_key(&port) {
-                continue;
-            }
-            if self.prober.is_free(port, Protocol::Udp) && self.take(port) {
+            if port != 0 && self.take(port, || self.prober.is_free(port, Protocol::Udp)) {
                 return Ok(port);
             }
         }
         for _ in 0..TRIES {
             let port = lock_ignoring_poison(&self.rng).range(RANDOM_RANGE);
-            if self.state().random.contains_key(&port) {
-                continue;
-            }
-            if self.prober.is_port_free(port) && self.take(port) {
+            if self.take(port, || self.prober.is_port_free(port)) {
                 return Ok(port);
             }
         }
-        Err(NoFreePortError { tries: 2 * TRIES })
+        // Every bind fails alike when descriptors run out: say so, rather
+        // than that 20 ports were busy.
+        let reason = if claim::out_of_descriptors() {
+            NoFreePortReason::OutOfFileDescriptors
+        } else {
+            NoFreePortReason::Busy
+        };
+        Err(NoFreePortError {
+            tries: 2 * TRIES,
+            reason,
+        })
     }
 
-    /// Records `port` as picked, with a cross-process claim when claims are
-    /// on. False when another process holds the claim.
-    fn take(&self, port: u16) -> bool {
-        let lock = match &self.lock_dir {
+    /// Records `port` as picked if nobody has it: not this picker, not
+    /// another process's claim (claims on), and `free` says it is free. The
+    /// claim comes before the probe, so a port another process claimed is
+    /// never bound by our probe (which its owner, binding it, could meet).
+    fn take(&self, port: u16, free: impl FnOnce() -> bool) -> bool {
+        if self.state().random.contains_key(&port) {
+            return false;
+        }
+        let claim = match &self.claims {
             None => None,
-            Some(dir) => match dir.claim(port) {
-                Claim::Held(lock) => Some(lock),
+            Some(names) => match names.claim(port) {
+                Claim::Held(claim) => Some(claim),
                 Claim::Taken => return false,
                 Claim::Unavailable(e) => {
-                    lock::warn_unavailable(dir.path(), &e);
+                    claim::warn_unavailable(port, &e);
                     None
                 }
             },
         };
+        if !free() {
+            return false;
+        }
         let mut state = self.state();
+        // Another thread of ours may have taken it meanwhile (only when
+        // unclaimed: a claim excludes our own threads too).
         if state.random.contains_key(&port) {
             return false;
         }
-        state.random.insert(port, lock);
+        state.random.insert(port, claim);
         true
     }
 
@@ -310,12 +364,23 @@ impl<P: Prober> Picker<P> {
 
     /// Takes the cross-process claim of a locally picked port out of the
     /// books (the port stays picked), to hand it to another process.
-    pub(crate) fn take_claim(&self, port: u16) -> Option<std::fs::File> {
+    pub(crate) fn take_claim(&self, port: u16) -> Option<std::os::fd::OwnedFd> {
         self.state()
             .random
             .get_mut(&port)?
             .take()
-            .map(PortLock::into_file)
+            .map(PortClaim::into_fd)
+    }
+
+    pub(crate) fn holds_claim(&self, port: u16) -> bool {
+        self.state()
+            .random
+            .get(&port)
+            .is_some_and(|claim| claim.is_some())
+    }
+
+    pub(crate) fn claims_on(&self) -> bool {
+        self.claims.is_some()
     }
 
     /// The ports handed out and not returned, sorted (for tests and tools).

@@ -30,7 +30,7 @@ pub enum Protocol {
 ///     fn kernel_port(&self, _protocol: Protocol) -> Option<u16> { Some(4242) }
 /// }
 ///
-/// let picker = Picker::with_prober(AlwaysFree).lock_dir(None::<&str>);
+/// let picker = Picker::with_prober(AlwaysFree).claims(false);
 /// assert_eq!(picker.pick_unused_port().unwrap(), 4242);
 /// ```
 pub trait Prober: Send + Sync {
@@ -55,6 +55,11 @@ impl<P: Prober + ?Sized> Prober for &P {
     fn kernel_port(&self, protocol: Protocol) -> Option<u16> {
         (**self).kernel_port(protocol)
     }
+    // Forwarded too: an implementation's own `is_port_free` (the
+    // portserver's skips claimed ports) must not be lost behind a pointer.
+    fn is_port_free(&self, port: u16) -> bool {
+        (**self).is_port_free(port)
+    }
 }
 
 impl<P: Prober + ?Sized> Prober for Box<P> {
@@ -64,6 +69,11 @@ impl<P: Prober + ?Sized> Prober for Box<P> {
     fn kernel_port(&self, protocol: Protocol) -> Option<u16> {
         (**self).kernel_port(protocol)
     }
+    // Forwarded too: an implementation's own `is_port_free` (the
+    // portserver's skips claimed ports) must not be lost behind a pointer.
+    fn is_port_free(&self, port: u16) -> bool {
+        (**self).is_port_free(port)
+    }
 }
 
 impl<P: Prober + ?Sized> Prober for std::sync::Arc<P> {
@@ -72,6 +82,11 @@ impl<P: Prober + ?Sized> Prober for std::sync::Arc<P> {
     }
     fn kernel_port(&self, protocol: Protocol) -> Option<u16> {
         (**self).kernel_port(protocol)
+    }
+    // Forwarded too: an implementation's own `is_port_free` (the
+    // portserver's skips claimed ports) must not be lost behind a pointer.
+    fn is_port_free(&self, port: u16) -> bool {
+        (**self).is_port_free(port)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `portpicker` tool as a process: output, exit codes, the portserver
-//! path and its fallback, and BIND_TIMEOUT's hold.
+//! path and its fallback, the claim kept for the owner's life by a helper,
+//! and BIND_TIMEOUT's hold. No portpick variable is set unless a test says.
 #![cfg(target_os = "linux")]
 
 mod support;
@@ -15,7 +16,7 @@ use support::*;
 fn tool() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_portpicker"));
     cmd.env_remove("PORTSERVER_ADDRESS")
-        .env_remove("PORTPICK_HOLD");
+        .env_remove(portpick::CLAIMS_ENV);
     cmd
 }
 
@@ -46,17 +47,16 @@ fn port_of(out: &Output) -> u16 {
 
 #[test]
 fn prints_one_port() {
-    let dir = TempDir::new("cli");
-    let port = port_of(&run(tool().env("PORTPICK_LOCK_DIR", dir.path())));
+    let _turn = claims_turn();
+    let port = port_of(&run(&mut tool()));
     assert!(port > 0);
-    let port = port_of(&run(tool()
-        .arg("12345")
-        .env("PORTPICK_LOCK_DIR", dir.path())));
+    let port = port_of(&run(tool().arg("12345")));
     assert!(port > 0);
 }
 
 #[test]
 fn help_and_bad_arguments() {
+    let _turn = claims_turn();
     for flag in ["-h", "--help"] {
         let out = run(tool().arg(flag));
         assert_eq!(out.status.code(), Some(0));
@@ -78,26 +78,24 @@ fn help_and_bad_arguments() {
 
 #[test]
 fn asks_the_portserver_first_and_falls_back() {
+    let _turn = claims_turn();
     let ports = pool_ports(1);
     let (address, server) = embedded(&ports);
     let owner = sleeper();
     let got = port_of(&run(tool()
         .arg(owner.pid().to_string())
-        .env("PORTSERVER_ADDRESS", &address)
-        .env("PORTPICK_LOCK_DIR", "")));
+        .env("PORTSERVER_ADDRESS", &address)));
     assert_eq!(got, ports[0]);
     // Pool empty: a local port, exit 0, and a note on stderr.
     let out = run(tool()
         .arg(owner.pid().to_string())
-        .env("PORTSERVER_ADDRESS", &address)
-        .env("PORTPICK_LOCK_DIR", ""));
+        .env("PORTSERVER_ADDRESS", &address));
     assert_ne!(port_of(&out), ports[0]);
     server.stop();
     // Nobody at the address: still a port.
     let out = run(tool()
         .arg(owner.pid().to_string())
-        .env("PORTSERVER_ADDRESS", &address)
-        .env("PORTPICK_LOCK_DIR", ""));
+        .env("PORTSERVER_ADDRESS", &address));
     assert!(port_of(&out) > 0);
     assert!(String::from_utf8_lossy(&out.stderr).contains("picking a port locally"));
 }
@@ -142,13 +140,9 @@ fn capture(cmd: &mut Command) -> (std::process::ExitStatus, String, Instant) {
 
 #[test]
 fn bind_timeout_holds_the_port_after_exit() {
-    let dir = TempDir::new("cli");
+    let _turn = claims_turn();
     let hold = Duration::from_secs(4);
-    let (status, text, eof) = capture(
-        tool()
-            .args([&std::process::id().to_string(), "4"])
-            .env("PORTPICK_LOCK_DIR", dir.path()),
-    );
+    let (status, text, eof) = capture(tool().args([&std::process::id().to_string(), "4"]));
     assert!(status.success());
     let port: u16 = text.trim().parse().unwrap();
     // Still held after stdout closed and the tool exited: so the pipe was
@@ -172,22 +166,14 @@ fn bind_timeout_holds_the_port_after_exit() {
 
 #[test]
 fn a_fractional_bind_timeout() {
-    let dir = TempDir::new("cli");
-    let (status, text, _) = capture(
-        tool()
-            .args([&std::process::id().to_string(), "1.5"])
-            .env("PORTPICK_LOCK_DIR", dir.path()),
-    );
+    let _turn = claims_turn();
+    let (status, text, _) = capture(tool().args([&std::process::id().to_string(), "1.5"]));
     assert!(status.success());
     let port: u16 = text.trim().parse().unwrap();
     assert!(tcp_busy(port), "port {port} not held");
     assert!(eventually(|| !tcp_busy(port)), "port {port} held forever");
     // BIND_TIMEOUT 0: nothing held.
-    let (status, text, _) = capture(
-        tool()
-            .args([&std::process::id().to_string(), "0"])
-            .env("PORTPICK_LOCK_DIR", dir.path()),
-    );
+    let (status, text, _) = capture(tool().args([&std::process::id().to_string(), "0"]));
     assert!(status.success());
     let port: u16 = text.trim().parse().unwrap();
     assert!(!tcp_busy(port), "port {port} held with BIND_TIMEOUT 0");
@@ -195,6 +181,7 @@ fn a_fractional_bind_timeout() {
 
 #[test]
 fn a_portserver_port_is_not_held() {
+    let _turn = claims_turn();
     // The portserver owns its ports; the tool binds nothing after exit.
     let ports = pool_ports(1);
     let (address, _server) = embedded(&ports);
@@ -202,41 +189,77 @@ fn a_portserver_port_is_not_held() {
     let (status, text, _) = capture(
         tool()
             .args([&owner.pid().to_string(), "5"])
-            .env("PORTSERVER_ADDRESS", &address)
-            .env("PORTPICK_LOCK_DIR", ""),
+            .env("PORTSERVER_ADDRESS", &address),
     );
     assert!(status.success());
     assert_eq!(text, format!("{}\n", ports[0]));
     assert!(!tcp_busy(ports[0]), "portserver port {} held", ports[0]);
     assert!(!udp_busy(ports[0]));
+    // Nor claimed: the server owns it.
+    assert!(!claimed(ports[0]));
+}
+
+/// How many claim helpers run in our network namespace (the helper's
+/// abstract name, and so the helper, is per network namespace).
+fn helpers_here() -> usize {
+    let ours = std::fs::read_link("/proc/self/ns/net").ok();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("--portpick-internal-helper"))
+        })
+        .filter(|e| std::fs::read_link(e.path().join("ns/net")).ok() == ours)
+        .count()
+}
+
+/// Waits (bounded) until no claim in `ports` is held; how long it took.
+fn released(ports: &[u16]) -> Duration {
+    let start = Instant::now();
+    let all = eventually(|| ports.iter().all(|&p| !claimed(p)));
+    let held: Vec<u16> = ports.iter().copied().filter(|&p| claimed(p)).collect();
+    assert!(all, "still claimed: {held:?}");
+    start.elapsed()
 }
 
 #[test]
-fn hold_lock_only_leaves_the_port_bindable() {
-    let dir = TempDir::new("cli");
-    let out = run(tool()
-        .args([&std::process::id().to_string(), "3"])
-        .env("PORTPICK_LOCK_DIR", dir.path())
-        .env("PORTPICK_HOLD", "lock"));
-    let port = port_of(&out);
-    // Our own server can bind it at once ...
-    assert!(!tcp_busy(port));
-    // ... while other portpick users skip it (the lock is held).
-    let other = portpick::Picker::new().lock_dir(Some(dir.path()));
-    for _ in 0..50 {
-        assert_ne!(other.pick_unused_port().unwrap(), port);
-    }
+fn the_port_is_claimed_for_the_owners_life_and_bindable_at_once() {
+    let _turn = claims_turn();
+    let mut owner = sleeper();
+    let port = port_of(&run(tool().arg(owner.pid().to_string())));
+    // The owner can bind it at once: the helper holds the claim, not the
+    // port ...
+    let tcp = TcpListener::bind(("::", port)).or_else(|_| TcpListener::bind(("0.0.0.0", port)));
+    assert!(tcp.is_ok(), "{port}: {tcp:?}");
+    let udp = UdpSocket::bind(("::", port)).or_else(|_| UdpSocket::bind(("0.0.0.0", port)));
+    assert!(udp.is_ok(), "{port}: {udp:?}");
+    drop((tcp, udp));
+    // ... while other portpick users skip it, after the tool has exited.
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(claimed(port));
+    owner.kill();
+    let took = released(&[port]);
+    assert!(
+        took < Duration::from_secs(2),
+        "claim outlived its owner by {took:?}"
+    );
 }
 
-#[test]
-fn parallel_invocations_with_holds_get_distinct_ports() {
-    let dir = TempDir::new("cli");
-    let children: Vec<_> = (0..16)
+/// 200 calls at once for `pid`: their ports, distinct and claimed after
+/// every call has exited.
+fn two_hundred_calls_for(pid: u32) -> Vec<u16> {
+    let children: Vec<_> = (0..200)
         .map(|_| {
             tool()
-                .args([&std::process::id().to_string(), "5"])
-                .env("PORTPICK_LOCK_DIR", dir.path())
-                .env("PORTPICK_HOLD", "lock")
+                .arg(pid.to_string())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -244,16 +267,175 @@ fn parallel_invocations_with_holds_get_distinct_ports() {
                 .unwrap()
         })
         .collect();
-    let ports: Vec<u16> = children
+    let outputs: Vec<Output> = children
         .into_iter()
-        .map(|c| port_of(&wait_output(c, PATIENCE)))
+        .map(|c| wait_output(c, PATIENCE))
         .collect();
+    let ports: Vec<u16> = outputs.iter().map(port_of).collect();
     let distinct: BTreeSet<u16> = ports.iter().copied().collect();
-    assert_eq!(distinct.len(), 16, "{ports:?}");
+    assert_eq!(distinct.len(), 200, "{ports:?}");
+    // No call fell back to an unheld pick.
+    for out in &outputs {
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Every call has exited; every port stays claimed past a sweep of the
+    // helper, since the owner lives.
+    std::thread::sleep(Duration::from_millis(600));
+    let unclaimed: Vec<u16> = ports.iter().copied().filter(|&p| !claimed(p)).collect();
+    assert!(unclaimed.is_empty(), "{unclaimed:?}");
+    ports
+}
+
+#[test]
+fn two_hundred_parallel_calls_for_one_owner_get_distinct_claimed_ports() {
+    let _turn = claims_turn();
+    let mut owner = sleeper();
+    let ports = two_hundred_calls_for(owner.pid());
+    owner.kill();
+    let took = released(&ports);
+    assert!(
+        took < Duration::from_secs(2),
+        "claims outlived their owner by {took:?}"
+    );
+}
+
+#[test]
+fn claims_off_is_pythons_tool() {
+    let _turn = claims_turn();
+    let owner = sleeper();
+    let port = port_of(&run(tool()
+        .arg(owner.pid().to_string())
+        .env(portpick::CLAIMS_ENV, "off")));
+    assert!(!claimed(port));
+}
+
+/// Child mode, run alone in a fresh network namespace (so no other test's
+/// helper or owner is there): the helper's own life.
+#[test]
+#[ignore = "run in a fresh network namespace by the test below"]
+fn helper_life_child() {
+    if std::env::var_os("PORTPICK_TEST_HELPER_CHILD").is_none() {
+        return;
+    }
+    assert_eq!(helpers_here(), 0);
+    // Claims off: Python's tool, no claim, no helper.
+    let port = port_of(&run(tool()
+        .arg(std::process::id().to_string())
+        .env(portpick::CLAIMS_ENV, "off")));
+    assert!(!claimed(port));
+    assert_eq!(helpers_here(), 0);
+    // A dead or invalid pid, or init: a port, and no helper.
+    for pid in [dead_pid(), 4_000_000_000, 1] {
+        let port = port_of(&run(tool().arg(pid.to_string())));
+        assert!(!claimed(port));
+        assert_eq!(helpers_here(), 0);
+    }
+    // 200 calls at once for one owner: one helper, gone with the owner.
+    let mut e = sleeper();
+    let ports = two_hundred_calls_for(e.pid());
+    assert_eq!(helpers_here(), 1);
+    e.kill();
+    let died = Instant::now();
+    assert!(eventually(|| helpers_here() == 0), "the helper stayed");
+    let took = died.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "helper outlived its owner by {took:?}"
+    );
+    assert!(ports.iter().all(|&p| !claimed(p)));
+    // One helper serves two owners, and releases each one's claims.
+    let mut a = sleeper();
+    let mut b = sleeper();
+    let pa = port_of(&run(tool().arg(a.pid().to_string())));
+    let pb = port_of(&run(tool().arg(b.pid().to_string())));
+    assert_eq!(helpers_here(), 1);
+    a.kill();
+    released(&[pa]);
+    assert!(claimed(pb));
+    assert_eq!(helpers_here(), 1);
+    // The last owner's death ends the helper.
+    b.kill();
+    let died = Instant::now();
+    assert!(eventually(|| helpers_here() == 0), "the helper stayed");
+    let took = died.elapsed();
+    assert!(!claimed(pb));
+    assert!(
+        took < Duration::from_secs(2),
+        "helper outlived its owners by {took:?}"
+    );
+    // And the next call starts a new one.
+    let c = sleeper();
+    let pc = port_of(&run(tool().arg(c.pid().to_string())));
+    assert!(claimed(pc));
+    assert_eq!(helpers_here(), 1);
+    drop(c);
+    assert!(eventually(|| helpers_here() == 0), "the helper stayed");
+    // A helper started under a limit of 64 open files holds 32 claims;
+    // calls beyond them get a port, unclaimed, and say so.
+    let d = sleeper();
+    let outs: Vec<Output> = (0..40)
+        .map(|_| {
+            run(Command::new("sh")
+                .arg("-c")
+                .arg("ulimit -n 64 && exec \"$0\" \"$@\"")
+                .arg(env!("CARGO_BIN_EXE_portpicker"))
+                .arg(d.pid().to_string())
+                .env_remove("PORTSERVER_ADDRESS")
+                .env_remove(portpick::CLAIMS_ENV))
+        })
+        .collect();
+    let ports: BTreeSet<u16> = outs.iter().map(port_of).collect();
+    assert_eq!(ports.len(), 40);
+    let held = ports.iter().filter(|&&p| claimed(p)).count();
+    assert_eq!(held, 32);
+    let warned = outs
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stderr).contains("is not claimed"))
+        .count();
+    assert_eq!(warned, 8);
+    println!("HELPER LIFE OK after {took:?}");
+}
+
+#[test]
+fn the_helper_leaves_with_its_last_owner() {
+    let _turn = claims_turn();
+    if !Command::new("unshare")
+        .args(["-n", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("skipped: cannot make a network namespace here (`unshare -n` failed)");
+        return;
+    }
+    let child = Command::new("unshare")
+        .arg("-n")
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "helper_life_child", "--ignored", "--nocapture"])
+        .env("PORTPICK_TEST_HELPER_CHILD", "1")
+        .env_remove("PORTSERVER_ADDRESS")
+        .env_remove(portpick::CLAIMS_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_output(child, 3 * PATIENCE);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("HELPER LIFE OK"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn stats_of_a_portserver() {
+    let _turn = claims_turn();
     let ports = pool_ports(2);
     let (address, _server) = embedded(&ports);
     let out = run(tool().args(["--stats", &address]));
@@ -279,6 +461,7 @@ fn fake_server(address: &str, reply: &'static [u8]) -> std::thread::JoinHandle<V
 
 #[test]
 fn the_pid_asked_for_is_the_argument_or_our_parent() {
+    let _turn = claims_turn();
     // The tool's parent is this test process.
     let address = unique_address("fake");
     let server = fake_server(&address, b"23456\n");
@@ -297,13 +480,10 @@ fn the_pid_asked_for_is_the_argument_or_our_parent() {
 
 #[test]
 fn a_portserver_that_answers_garbage_means_a_local_port() {
+    let _turn = claims_turn();
     let address = unique_address("fake");
     let server = fake_server(&address, b"hello\n");
-    let dir = TempDir::new("cli");
-    let out = run(tool()
-        .arg("4242")
-        .env("PORTSERVER_ADDRESS", &address)
-        .env("PORTPICK_LOCK_DIR", dir.path()));
+    let out = run(tool().arg("4242").env("PORTSERVER_ADDRESS", &address));
     assert!(port_of(&out) > 0);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("hello") && err.contains(&address), "{err}");
@@ -312,12 +492,11 @@ fn a_portserver_that_answers_garbage_means_a_local_port() {
 
 #[test]
 fn parallel_invocations_with_bound_holds_get_distinct_ports() {
-    let dir = TempDir::new("cli");
+    let _turn = claims_turn();
     let children: Vec<_> = (0..12)
         .map(|_| {
             tool()
                 .args([&std::process::id().to_string(), "8"])
-                .env("PORTPICK_LOCK_DIR", dir.path())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())

@@ -234,7 +234,6 @@ fn our_client_and_cli_against_python_server() {
     let out = Command::new(env!("CARGO_BIN_EXE_portpicker"))
         .arg(owner.0.id().to_string())
         .env("PORTSERVER_ADDRESS", &name)
-        .env("PORTPICK_LOCK_DIR", "")
         .output()
         .unwrap();
     assert!(out.status.success());

@@ -1,8 +1,9 @@
-//! Two pickers sharing a lock directory (as two processes would) under
-//! random pick / return / reserve / guard sequences: a locally picked port
-//! is never held by both, an outsider on the same directory can claim a
-//! port exactly when neither holds it (so returns release the claim),
-//! reserved ports come first, and each picker's bookkeeping matches a model.
+//! Two pickers sharing claims (as two processes would) under random pick /
+//! return / reserve / guard sequences: a locally picked port is never held
+//! by both, an outsider can claim a port exactly when neither holds it (so
+//! returns release the claim), reserved ports come first, and each
+//! picker's bookkeeping matches a model. The pickers claim under a prefix
+//! of their own, so the made-up ports meet no real picker's claims.
 #![cfg(unix)]
 
 mod support;
@@ -12,10 +13,8 @@ use std::collections::BTreeSet;
 use portpick::__private::fakes::FakeProber;
 use portpick::{Picker, Source};
 use proptest::prelude::*;
-use support::TempDir;
+use support::unique;
 
-/// "The kernel" cycles through a few ports, so both pickers are offered
-/// the same ones again and again; every port probes free.
 /// "The kernel" offers the same six ports round and round.
 fn cycle() -> FakeProber {
     FakeProber::new().cycling(31000..31006)
@@ -61,10 +60,10 @@ proptest! {
 
     #[test]
     fn claims_follow_the_bookkeeping(ops in proptest::collection::vec(op(), 1..60)) {
-        let dir = TempDir::new("props");
+        let names = format!("{}/", unique("props"));
         let pickers = [
-            Picker::with_prober(cycle()).lock_dir(Some(dir.path())).seed(1),
-            Picker::with_prober(cycle()).lock_dir(Some(dir.path())).seed(2),
+            Picker::with_prober(cycle()).claims_in(&names).seed(1),
+            Picker::with_prober(cycle()).claims_in(&names).seed(2),
         ];
         let mut models = [Model::default(), Model::default()];
         for op in ops {
@@ -124,7 +123,7 @@ proptest! {
                     candidates.extend(models.iter().flat_map(|m| m.local.iter().copied()));
                     let port = candidates[k % candidates.len()];
                     let outsider = Picker::with_prober(FakeProber::new().always_offering(port))
-                        .lock_dir(Some(dir.path()))
+                        .claims_in(&names)
                         .seed(3);
                     let (got, source) = outsider.pick_with_source(None, None).unwrap();
                     prop_assert_eq!(source, Source::Local);
@@ -147,7 +146,7 @@ proptest! {
                 prop_assert!(p.return_port(port));
             }
         }
-        let third = Picker::with_prober(cycle()).lock_dir(Some(dir.path()));
+        let third = Picker::with_prober(cycle()).claims_in(&names);
         let got: BTreeSet<u16> = (0..6).map(|_| third.pick_unused_port().unwrap()).collect();
         prop_assert_eq!(got, (31000..31006).collect::<BTreeSet<_>>());
     }

@@ -88,7 +88,6 @@ fn the_portpicker_tool_uses_it_and_prints_its_stats() {
     let out = Command::new(env!("CARGO_BIN_EXE_portpicker"))
         .arg(owner.pid().to_string())
         .env("PORTSERVER_ADDRESS", &address)
-        .env("PORTPICK_LOCK_DIR", "")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -55,12 +55,17 @@ impl PortServer {
     pub fn new(config: ServerConfig) -> Self {
         PortServer {
             config,
-            prober: Arc::new(SocketProber),
+            // Ports a local picker has claimed count as busy, so a host
+            // that mixes picking with and without the server never gives a
+            // port twice.
+            prober: Arc::new(crate::claim::SkipClaimed(SocketProber)),
             processes: Arc::new(ProcFs::new()),
         }
     }
 
-    /// Probes ports with `prober` (default: [`SocketProber`]).
+    /// Probes ports with `prober` (default: [`SocketProber`], plus a port
+    /// that a local picker has claimed counts as busy; a prober given here
+    /// replaces both).
     pub fn prober(mut self, prober: impl Prober + 'static) -> Self {
         self.prober = Arc::new(prober);
         self

@@ -3,12 +3,14 @@
 //! the example portserver as a child. Every wait here is bounded.
 #![allow(dead_code, unused_imports)]
 
+mod claims;
 mod daemon;
 mod names;
 mod ports;
 mod procs;
 mod servers;
 
+pub use claims::*;
 pub use daemon::*;
 pub use names::*;
 pub use ports::*;

@@ -4,7 +4,10 @@
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
-use portpick::{Source, DEFAULT_TIMEOUT, PORTSERVER_ADDRESS_ENV};
+use portpick::{DEFAULT_TIMEOUT, PORTSERVER_ADDRESS_ENV};
+
+#[cfg(target_os = "linux")]
+mod helper;
 
 const USAGE: &str = "\
 usage: portpicker [PID] [BIND_TIMEOUT]
@@ -13,44 +16,35 @@ usage: portpicker [PID] [BIND_TIMEOUT]
 Prints one port that is free on TCP and UDP, and a newline.
 
   PID           the process the port is for (default: our parent, as
-                Python's portpicker); a portserver holds the port until it
-                exits
+                Python's portpicker). A portserver holds the port until PID
+                exits. Without one, the port is claimed for as long as PID
+                lives (Linux), by a helper process shared by your calls:
+                other portpick users skip the port, while PID can bind it
+                at once
   BIND_TIMEOUT  seconds (may be fractional): when no portserver gave the
-                port, keep it bound on TCP and UDP for this long after we
-                exit, in a helper process, so nothing else grabs it before
-                your script uses it. It also keeps the port's lock, so other
-                portpick users skip it. Set PORTPICK_HOLD=lock to keep only
-                the lock: then your own server can bind the port at once,
-                while other portpick users still skip it.
+                port, also keep it bound on TCP and UDP for this long after
+                we exit, as Python's portpicker does (nothing can bind it
+                meanwhile, not even PID)
   --stats       print the statistics of the portserver at ADDRESS (default:
                 $PORTSERVER_ADDRESS, else @unittest-portserver)
 
 environment:
   PORTSERVER_ADDRESS  ask this portserver first (@name or a socket path)
-  PORTPICK_LOCK_DIR   where cross-process port locks live (default: a
-                      per-user directory under the temp dir; empty: off)
-  PORTPICK_HOLD       'lock' to hold only the lock during BIND_TIMEOUT
+  PORTPICK_CLAIMS     'off': no cross-process claims, as Python's portpicker
 
 example:
-  port=\"$(portpicker $$ 1.5)\"
+  port=\"$(portpicker $$)\"
 ";
 
-/// The hidden first argument of the helper process that holds a port.
+/// The hidden first argument of the helper process that keeps a port bound.
 const HOLD_ARG: &str = "--portpick-internal-hold";
 
 fn main() -> ExitCode {
-    // The tool claims its port across processes unless told otherwise: a
-    // claim costs microseconds, the process a millisecond. Set before the
-    // process-wide picker reads it, while this is the only thread.
-    if std::env::var_os(portpick::LOCK_DIR_ENV).is_none() {
-        std::env::set_var(
-            portpick::LOCK_DIR_ENV,
-            portpick::__private::DEFAULT_LOCK_DIR,
-        );
-    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some(HOLD_ARG) => hold(&args[1..]),
+        #[cfg(target_os = "linux")]
+        Some(helper::HELPER_ARG) => helper::run_helper(),
         Some("-h" | "--help") => {
             print!("{USAGE}");
             ExitCode::SUCCESS
@@ -84,14 +78,26 @@ fn pick(args: &[String]) -> ExitCode {
         },
     };
     let picker = portpick::__private::global();
-    let (port, source) = match picker.pick_with_source(Some(pid), None) {
-        Ok(found) => found,
+    // The portserver first, as Python's tool; its ports are its own.
+    if let Ok(address) = std::env::var(PORTSERVER_ADDRESS_ENV) {
+        if !address.is_empty() {
+            match picker.get_port_from_port_server(&address, Some(pid)) {
+                Ok(port) => {
+                    println!("{port}");
+                    return ExitCode::SUCCESS;
+                }
+                Err(e) => eprintln!("portpicker: {e}; picking a port locally"),
+            }
+        }
+    }
+    let port = match pick_local(pid) {
+        Ok(port) => port,
         Err(e) => {
             eprintln!("portpicker: {e}");
             return ExitCode::from(1);
         }
     };
-    if source == Source::Local && timeout > 0.0 {
+    if timeout > 0.0 {
         if let Err(e) = spawn_holder(port, timeout) {
             eprintln!("portpicker: WARNING: cannot hold port {port} after exit: {e}");
         }
@@ -100,45 +106,50 @@ fn pick(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Starts a detached copy of ourselves that keeps `port` bound (and its
-/// lock held) for `seconds`. The bound sockets and the locked file are
-/// passed as the helper's standard streams, so there is no moment where the
-/// port is unbound or unlocked; and the helper has none of our streams, so
-/// `$(portpicker $$ 1.5)` returns as soon as we exit.
+/// A local port, claimed for `pid`'s life where claims exist.
+#[cfg(target_os = "linux")]
+fn pick_local(pid: u32) -> Result<u16, portpick::NoFreePortError> {
+    if !portpick::__private::claims_on() {
+        return portpick::__private::global().pick_local();
+    }
+    helper::pick_for(pid)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pick_local(_pid: u32) -> Result<u16, portpick::NoFreePortError> {
+    portpick::__private::global().pick_local()
+}
+
+/// Starts a detached copy of ourselves that keeps `port` bound for
+/// `seconds`. The bound sockets are passed as the helper's stdout and
+/// stderr, so there is no moment where the port is unbound; and the helper
+/// has none of our streams, so `$(portpicker $$ 1.5)` returns as soon as we
+/// exit.
 fn spawn_holder(port: u16, seconds: f64) -> std::io::Result<()> {
     use std::os::fd::OwnedFd;
     use std::os::unix::process::CommandExt;
-    let lock_only = std::env::var("PORTPICK_HOLD").is_ok_and(|v| v == "lock");
-    let lock = portpick::__private::take_claim(port);
-    let (tcp, udp): (Stdio, Stdio) = if lock_only {
-        (Stdio::null(), Stdio::null())
-    } else {
-        let tcp = portpick::__private::hold_tcp(port).and_then(|(_, h)| h.into_primary());
-        let udp = portpick::__private::hold_udp(port).and_then(|(_, h)| h.into_primary());
-        match (tcp, udp) {
-            (Some(t), Some(u)) => (OwnedFd::from(t).into(), OwnedFd::from(u).into()),
-            _ => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    "the port was taken before it could be held",
-                ))
-            }
-        }
+    let tcp = portpick::__private::hold_tcp(port).and_then(|(_, h)| h.into_primary());
+    let udp = portpick::__private::hold_udp(port).and_then(|(_, h)| h.into_primary());
+    let (Some(tcp), Some(udp)) = (tcp, udp) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "the port was taken before it could be held",
+        ));
     };
-    let lock: Stdio = lock.map_or_else(Stdio::null, Stdio::from);
     Command::new(std::env::current_exe()?)
         .arg(HOLD_ARG)
         .arg(seconds.to_string())
-        .stdin(lock)
-        .stdout(tcp)
-        .stderr(udp)
+        .stdin(Stdio::null())
+        .stdout(OwnedFd::from(tcp))
+        .stderr(OwnedFd::from(udp))
         .process_group(0)
+        .current_dir("/")
         .spawn()?;
     Ok(())
 }
 
-/// The helper: its stdin is the port's lock, its stdout and stderr the
-/// bound sockets. It only waits; exiting releases everything.
+/// The helper: its stdout and stderr are the bound sockets. It only
+/// waits; exiting releases them.
 fn hold(args: &[String]) -> ExitCode {
     let seconds = args
         .first()
