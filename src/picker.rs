@@ -107,6 +107,9 @@ struct State {
 pub struct Picker<P = SocketProber> {
     prober: P,
     claims: Option<Namespace>,
+    /// The portserver to ask; `None`: the one `PORTSERVER_ADDRESS` names,
+    /// read at each pick (as Python reads it).
+    portserver: Option<Option<String>>,
     state: Mutex<State>,
     rng: Mutex<Rng>,
 }
@@ -140,6 +143,7 @@ impl<P: Prober> Picker<P> {
         Picker {
             prober,
             claims: Namespace::from_env(),
+            portserver: None,
             state: Mutex::new(State::default()),
             rng: Mutex::new(Rng::new()),
         }
@@ -153,6 +157,34 @@ impl<P: Prober> Picker<P> {
     /// the abstract namespace: elsewhere there are no claims.
     pub fn claims(mut self, yes: bool) -> Self {
         self.claims = (yes && cfg!(target_os = "linux")).then(Namespace::standard);
+        self
+    }
+
+    /// Asks the portserver at `address` (`@name` or a path; `None`: no
+    /// portserver) instead of the one `PORTSERVER_ADDRESS` names. Default:
+    /// `PORTSERVER_ADDRESS`, read at each pick.
+    pub fn portserver(mut self, address: Option<&str>) -> Self {
+        self.portserver = Some(address.map(str::to_string));
+        self
+    }
+
+    /// Ignores the environment, for tests (a fake prober's answers must not
+    /// be overtaken by a real portserver) and for code that must behave the
+    /// same on every host: no portserver unless [`Picker::portserver`] or a
+    /// pick names one, whatever `PORTSERVER_ADDRESS` says, and claims on
+    /// (on Linux) whatever `PORTPICK_CLAIMS` says, unless
+    /// [`Picker::claims`] is called after this.
+    ///
+    /// ```
+    /// # use portpick::{Picker, SocketProber};
+    /// let picker = Picker::with_prober(SocketProber).ignore_environment();
+    /// # let _ = picker;
+    /// ```
+    pub fn ignore_environment(mut self) -> Self {
+        if self.portserver.is_none() {
+            self.portserver = Some(None);
+        }
+        self.claims = cfg!(target_os = "linux").then(Namespace::standard);
         self
     }
 
@@ -177,8 +209,9 @@ impl<P: Prober> Picker<P> {
     }
 
     /// Picks a port free on TCP and UDP: a reserved port if there is one,
-    /// else one from the portserver at `PORTSERVER_ADDRESS` if set, else a
-    /// local pick. Our pid is the owner at the portserver.
+    /// else one from the portserver (at `PORTSERVER_ADDRESS` if set, or as
+    /// [`Picker::portserver`] says), else a local pick. Our pid is the owner
+    /// at the portserver.
     ///
     /// # Errors
     ///
@@ -221,8 +254,14 @@ impl<P: Prober> Picker<P> {
                 return Ok((port, Source::Reserved));
             }
         }
-        let env = std::env::var(PORTSERVER_ADDRESS_ENV).ok();
-        for address in [portserver_address, env.as_deref()].into_iter().flatten() {
+        let configured = match &self.portserver {
+            Some(address) => address.clone(),
+            None => std::env::var(PORTSERVER_ADDRESS_ENV).ok(),
+        };
+        for address in [portserver_address, configured.as_deref()]
+            .into_iter()
+            .flatten()
+        {
             if address.is_empty() {
                 continue;
             }

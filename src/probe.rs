@@ -30,7 +30,8 @@ pub enum Protocol {
 ///     fn kernel_port(&self, _protocol: Protocol) -> Option<u16> { Some(4242) }
 /// }
 ///
-/// let picker = Picker::with_prober(AlwaysFree).claims(false);
+/// // Not the environment's portserver, nor real claims: only the fake.
+/// let picker = Picker::with_prober(AlwaysFree).ignore_environment().claims(false);
 /// assert_eq!(picker.pick_unused_port().unwrap(), 4242);
 /// ```
 pub trait Prober: Send + Sync {

@@ -12,10 +12,10 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc;
 
-use portpick::{NoFreePortReason, Picker, Prober, Protocol};
+use portpick::__private::fakes::FakeProber;
+use portpick::{NoFreePortReason, Picker};
 use support::*;
 
 /// Child mode. Commands on stdin, one per line, answered on stdout:
@@ -26,7 +26,9 @@ use support::*;
 #[test]
 #[ignore = "run as a child process by the tests below"]
 fn claim_child() {
-    let picker = Picker::new();
+    // Claims as the environment says (a test turns them off so), but no
+    // portserver whatever PORTSERVER_ADDRESS says.
+    let picker = Picker::new().portserver(None);
     let mut hoard = Vec::new();
     let mut offered = Vec::new();
     for line in std::io::stdin().lock().lines() {
@@ -215,22 +217,9 @@ fn eight_processes_hold_four_hundred_distinct_ports() {
     }
 }
 
-/// "The kernel" offers one chosen port every time, and every port probes
-/// free: such a picker gets that port exactly when nobody holds its claim.
-struct Offer(AtomicU16);
-
-impl Prober for Offer {
-    fn is_free(&self, _: u16, _: Protocol) -> bool {
-        true
-    }
-    fn kernel_port(&self, _: Protocol) -> Option<u16> {
-        Some(self.0.load(Ordering::Relaxed))
-    }
-}
-
 /// A default picker (documented claim names) offered only `port`.
-fn offering(port: u16) -> Picker<Offer> {
-    Picker::with_prober(Offer(AtomicU16::new(port)))
+fn offering(port: u16) -> Picker<FakeProber> {
+    Picker::with_prober(FakeProber::new().always_offering(port)).ignore_environment()
 }
 
 /// Whether a picker offered `port` gets it, soon. A released claim can
@@ -263,7 +252,7 @@ fn another_processes_claims_are_skipped_until_it_is_killed() {
 #[test]
 fn return_port_and_the_guard_release_the_claim() {
     let _turn = claims_turn();
-    let a = Picker::new();
+    let a = Picker::new().ignore_environment();
     let port = a.pick_unused_port().unwrap();
     assert!(claimed(port));
     assert_ne!(
@@ -296,7 +285,7 @@ fn pickers_in_one_process_never_share_a_port() {
     // Two binds of one name conflict within a process too.
     let all_picked = std::sync::Barrier::new(4);
     let ports: Vec<u16> = in_threads(4, |_| {
-        let p = Picker::new();
+        let p = Picker::new().ignore_environment();
         let got: Vec<u16> = (0..25).map(|_| p.pick_unused_port().unwrap()).collect();
         all_picked.wait();
         got
@@ -309,7 +298,7 @@ fn pickers_in_one_process_never_share_a_port() {
 fn the_off_switch_restores_pythons_behaviour() {
     let _turn = claims_turn();
     // In code.
-    let off = Picker::new().claims(false);
+    let off = Picker::new().ignore_environment().claims(false);
     let port = off.pick_unused_port().unwrap();
     assert!(!claimed(port));
     assert_eq!(offering(port).pick_unused_port(), Ok(port));
@@ -363,7 +352,7 @@ fn claims_stop_at_half_the_open_file_limit_with_one_warning() {
 fn a_fresh_network_namespace_has_its_own_claims() {
     let _turn = claims_turn();
     // A port we claim out here ...
-    let outer = Picker::new();
+    let outer = Picker::new().ignore_environment();
     let port = outer.pick_unused_port().unwrap();
     // ... is refused to a process of our network namespace (the control:
     // the check below can fail) ...

@@ -62,8 +62,8 @@ proptest! {
     fn claims_follow_the_bookkeeping(ops in proptest::collection::vec(op(), 1..60)) {
         let names = format!("{}/", unique("props"));
         let pickers = [
-            Picker::with_prober(cycle()).claims_in(&names).seed(1),
-            Picker::with_prober(cycle()).claims_in(&names).seed(2),
+            Picker::with_prober(cycle()).ignore_environment().claims_in(&names).seed(1),
+            Picker::with_prober(cycle()).ignore_environment().claims_in(&names).seed(2),
         ];
         let mut models = [Model::default(), Model::default()];
         for op in ops {
@@ -123,6 +123,7 @@ proptest! {
                     candidates.extend(models.iter().flat_map(|m| m.local.iter().copied()));
                     let port = candidates[k % candidates.len()];
                     let outsider = Picker::with_prober(FakeProber::new().always_offering(port))
+                        .ignore_environment()
                         .claims_in(&names)
                         .seed(3);
                     let (got, source) = outsider.pick_with_source(None, None).unwrap();
@@ -146,7 +147,7 @@ proptest! {
                 prop_assert!(p.return_port(port));
             }
         }
-        let third = Picker::with_prober(cycle()).claims_in(&names);
+        let third = Picker::with_prober(cycle()).ignore_environment().claims_in(&names);
         let got: BTreeSet<u16> = (0..6).map(|_| third.pick_unused_port().unwrap()).collect();
         prop_assert_eq!(got, (31000..31006).collect::<BTreeSet<_>>());
     }
