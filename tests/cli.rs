@@ -66,6 +66,8 @@ fn help_and_bad_arguments() {
         &["notapid"][..],
         &["1", "soon"],
         &["1", "-3"],
+        &["1", "86400.5"],
+        &["1", "1e9"],
         &["1", "2", "3"],
     ] {
         let out = run(tool().args(args));
@@ -74,6 +76,14 @@ fn help_and_bad_arguments() {
         assert!(err.contains("usage: portpicker"), "{args:?}: {err}");
         assert!(out.stdout.is_empty());
     }
+    // The bound is said where the error is.
+    let out = run(tool().args(["1", "90000"]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("from 0 to 86400"));
+    // Not UTF-8: a message and a usage error, not a panic.
+    use std::os::unix::ffi::OsStrExt;
+    let out = run(tool().arg(std::ffi::OsStr::from_bytes(b"12\xff")));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid UTF-8"));
 }
 
 #[test]

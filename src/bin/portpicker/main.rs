@@ -21,16 +21,19 @@ Prints one port that is free on TCP and UDP, and a newline.
                 lives (Linux), by a helper process shared by your calls:
                 other portpick users skip the port, while PID can bind it
                 at once
-  BIND_TIMEOUT  seconds (may be fractional): when no portserver gave the
-                port, also keep it bound on TCP and UDP for this long after
-                we exit, as Python's portpicker does (nothing can bind it
-                meanwhile, not even PID)
+  BIND_TIMEOUT  seconds (may be fractional, at most 86400: a day): when no
+                portserver gave the port, also keep it bound on TCP and UDP
+                for this long after we exit, as Python's portpicker does
+                (nothing can bind it meanwhile, not even PID)
   --stats       print the statistics of the portserver at ADDRESS (default:
                 $PORTSERVER_ADDRESS, else @unittest-portserver)
 
 environment:
   PORTSERVER_ADDRESS  ask this portserver first (@name or a socket path)
   PORTPICK_CLAIMS     'off': no cross-process claims, as Python's portpicker
+
+exit status: 0 with a port, 1 without one (the reason on stderr), 2 for
+bad arguments
 
 example:
   port=\"$(portpicker $$)\"
@@ -39,8 +42,18 @@ example:
 /// The hidden first argument of the helper process that keeps a port bound.
 const HOLD_ARG: &str = "--portpick-internal-hold";
 
+/// The longest BIND_TIMEOUT: a day. Holding a port longer after the tool
+/// has exited is a mistake (a typo'd number), not a plan.
+const MAX_BIND_TIMEOUT: f64 = 86_400.0;
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args = Vec::new();
+    for arg in std::env::args_os().skip(1) {
+        match arg.into_string() {
+            Ok(arg) => args.push(arg),
+            Err(arg) => return usage_error(&format!("argument {arg:?} is not valid UTF-8")),
+        }
+    }
     match args.first().map(String::as_str) {
         Some(HOLD_ARG) => hold(&args[1..]),
         #[cfg(target_os = "linux")]
@@ -73,8 +86,12 @@ fn pick(args: &[String]) -> ExitCode {
     let timeout = match args.get(1) {
         None => 0.0,
         Some(a) => match a.parse::<f64>() {
-            Ok(t) if (0.0..1e9).contains(&t) => t,
-            _ => return usage_error(&format!("invalid BIND_TIMEOUT {a:?}")),
+            Ok(t) if (0.0..=MAX_BIND_TIMEOUT).contains(&t) => t,
+            _ => {
+                return usage_error(&format!(
+                    "invalid BIND_TIMEOUT {a:?}: seconds from 0 to {MAX_BIND_TIMEOUT}"
+                ))
+            }
         },
     };
     let picker = portpick::__private::global();
