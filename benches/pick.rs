@@ -125,12 +125,33 @@ fn sleeper() -> Reaper {
     )
 }
 
+/// The `portpicker` binary cargo built for this bench.
+const TOOL: &str = env!("CARGO_BIN_EXE_portpicker");
+
+/// `portpicker OWNER`, with no portserver and claims as by default.
+fn tool_cmd(owner: u32) -> Command {
+    let mut c = Command::new(TOOL);
+    c.arg(owner.to_string())
+        .env_remove("PORTSERVER_ADDRESS")
+        .env_remove(portpick::CLAIMS_ENV);
+    c
+}
+
 fn main() {
     if std::env::var_os(BIND_PRINT_ENV).is_some() {
         return bind_print();
     }
     banner("portpick pick path (per call)");
+    pick_vs_floor();
+    is_port_free_vs_four_binds();
+    let owner = sleeper();
+    whole_process(&owner);
+    claim_helper(owner);
+}
 
+/// A pick and return, claimed (the default), unclaimed, in never-used claim
+/// names, and as a guard, next to the pick floor.
+fn pick_vs_floor() {
     header("pick (per call; compared cases interleaved)");
     // As users get it: claims on (Linux), unless PORTPICK_CLAIMS=off.
     let default = Picker::new();
@@ -208,7 +229,11 @@ fn main() {
     );
     record("claim", claim.as_nanos());
     drop(fresh_names);
+}
 
+/// `is_port_free` on a free and a busy port next to Python's four binds, and
+/// the bound listener next to the floor.
+fn is_port_free_vs_four_binds() {
     header("is_port_free and the bound listener (per call)");
     let free_port = floor_pick();
     let holder = TcpListener::bind((Ipv6Addr::UNSPECIFIED, 0))
@@ -270,22 +295,18 @@ fn main() {
         &format!("{} of floor", ratio("bind_unused_tcp", &listener, &floor2)),
     );
     drop(holder);
+}
 
+/// The `portpicker` tool as a whole process, with and without its claim
+/// helper running, next to a minimal process that binds and prints a port.
+fn whole_process(owner: &Reaper) {
     header("whole process (per run; interleaved)");
     let me = std::env::current_exe().expect("this bench");
     let true_path = which("true");
-    let tool = env!("CARGO_BIN_EXE_portpicker");
-    let tool_cmd = |owner: u32| {
-        let mut c = Command::new(tool);
-        c.arg(owner.to_string())
-            .env_remove("PORTSERVER_ADDRESS")
-            .env_remove(portpick::CLAIMS_ENV);
-        c
-    };
+    let tool = TOOL;
     // One owner for every call. The helper (one per user) starts at the
     // first call and answers the later ones; before each "first call" it is
     // killed (untimed), so that call starts it again.
-    let owner = sleeper();
     let runs = iters(30) as usize;
     let mut rounds_of: [Vec<Duration>; 5] = Default::default();
     for round in 0..=rounds() {
@@ -331,7 +352,12 @@ fn main() {
         &off_f,
         &of_bind("tool_off", &off_f),
     );
+}
 
+/// The claim helper's cost: memory, idle wake-ups, and how soon it leaves
+/// after its last owner dies.
+fn claim_helper(owner: Reaper) {
+    let tool = TOOL;
     header("the claim helper (one per user)");
     // Holding 100 claims for the owner.
     for _ in 0..100 {
