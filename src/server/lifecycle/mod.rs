@@ -2,6 +2,8 @@
 //! threads share, [`ServerHandle`] and [`Stopper`] (stop, wait), and
 //! [`ServerError`] (why it could not start).
 
+mod startup;
+
 use std::fmt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,9 +22,8 @@ use crate::server::pool::Pool;
 use crate::server::process::{ProcFs, ProcessTable};
 use crate::server::reclaim::reclaim_loop;
 use crate::server::respond::Counters;
-use crate::server::restore::restore;
 use crate::server::state::StateFile;
-use crate::server::{descriptors, process, ranges};
+use startup::{fit_to_descriptor_limit, load_state, warn_about_kernel_ranges};
 
 /// A portserver, ready to start.
 ///
@@ -137,60 +138,6 @@ impl PortServer {
                 Err(e)
             }
         }
-    }
-}
-
-/// Reads the journal, puts back the reservations of live owners, logs what
-/// it found, and rewrites the journal as exactly that.
-fn load_state(
-    path: &std::path::Path,
-    pool: &mut Pool,
-    processes: &dyn ProcessTable,
-    logger: &Logger,
-) -> Result<StateFile, ServerError> {
-    let contents = StateFile::load(path).map_err(ServerError::State)?;
-    let boot = process::boot_id();
-    let report = restore(&contents, boot.as_deref(), pool, processes);
-    for line in report.log_lines(path) {
-        log!(logger, line.0, "{}", line.1);
-    }
-    StateFile::create(path, boot, pool.held()).map_err(ServerError::State)
-}
-
-/// Lowers the slow lane's cap so that waiting connections cannot take the
-/// descriptors that reading `/proc`, the journal and the replies need:
-/// under `ulimit -n 128`, 512 silent connections would leave none.
-fn fit_to_descriptor_limit(config: &mut ServerConfig, logger: &Logger) {
-    let limit = descriptors::open_files_limit();
-    let cap = descriptors::pending_cap(config.max_pending, config.acceptors.max(1), limit);
-    if cap < config.max_pending {
-        log!(
-            logger,
-            Level::Info,
-            "Open files limit {}: at most {cap} connections wait for their request",
-            limit.unwrap_or(0)
-        );
-        config.max_pending = cap;
-    }
-}
-
-/// Warns in one line when pool ports fall in the kernel's ephemeral range
-/// (outgoing connections take those) or its reserved ports.
-fn warn_about_kernel_ranges(logger: &Logger, ports: &[u16]) {
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let ephemeral = ranges::parse_kernel_range(&read("/proc/sys/net/ipv4/ip_local_port_range"));
-    let reserved = ranges::parse_kernel_list(&read("/proc/sys/net/ipv4/ip_local_reserved_ports"));
-    let overlap = ranges::kernel_overlap(ports, ephemeral, &reserved);
-    if overlap.ephemeral > 0 || overlap.reserved > 0 {
-        let (lo, hi) = ephemeral.unwrap_or((0, 0));
-        log!(
-            logger,
-            Level::Warning,
-            "{} of {} pool ports are in the kernel's ephemeral range {lo}-{hi} (outgoing connections may take them) and {} in ip_local_reserved_ports",
-            overlap.ephemeral,
-            ports.len(),
-            overlap.reserved
-        );
     }
 }
 

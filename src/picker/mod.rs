@@ -2,6 +2,9 @@
 //! portpicker (reserved, owned and randomly picked ports), on any `Prober`,
 //! plus cross-process claims of locally picked ports (see `claim.rs`).
 
+mod error;
+mod guard;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::Mutex;
@@ -11,6 +14,9 @@ use crate::client::{self, PortServerError};
 use crate::probe::{Prober, Protocol, SocketProber};
 use crate::rand::Rng;
 
+pub use error::{NoFreePortError, NoFreePortReason};
+pub use guard::PortGuard;
+
 /// How many kernel-assigned ports, then random ports, a local pick tries.
 pub(crate) const TRIES: usize = 10;
 /// Random ports come from here, as in Python.
@@ -18,64 +24,6 @@ pub(crate) const RANDOM_RANGE: std::ops::Range<u16> = 15000..25000;
 
 /// The environment variable naming the portserver to ask first.
 pub const PORTSERVER_ADDRESS_ENV: &str = "PORTSERVER_ADDRESS";
-
-/// No free port was found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NoFreePortError {
-    tries: usize,
-    reason: NoFreePortReason,
-}
-
-/// Why [`NoFreePortError`] found no port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum NoFreePortReason {
-    /// Every candidate was in use, claimed by another process, or already
-    /// picked here.
-    Busy,
-    /// No socket could be opened to probe with: this process has used up
-    /// its open file limit (`EMFILE`), or the system its (`ENFILE`).
-    OutOfFileDescriptors,
-}
-
-impl NoFreePortError {
-    /// How many candidate ports were tried.
-    pub fn tries(&self) -> usize {
-        self.tries
-    }
-
-    /// Why none was found.
-    pub fn reason(&self) -> NoFreePortReason {
-        self.reason
-    }
-}
-
-impl fmt::Display for NoFreePortError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.reason {
-            NoFreePortReason::Busy => {
-                write!(f, "no free port found after {} candidates", self.tries)
-            }
-            NoFreePortReason::OutOfFileDescriptors => write!(
-                f,
-                "no port could be probed: too many open files (tried {} candidates)",
-                self.tries
-            ),
-        }
-    }
-}
-
-impl std::error::Error for NoFreePortError {}
-
-impl From<NoFreePortError> for std::io::Error {
-    fn from(e: NoFreePortError) -> Self {
-        let kind = match e.reason {
-            NoFreePortReason::Busy => std::io::ErrorKind::AddrNotAvailable,
-            NoFreePortReason::OutOfFileDescriptors => std::io::ErrorKind::Other,
-        };
-        std::io::Error::new(kind, e)
-    }
-}
 
 /// Where a picked port came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -449,47 +397,4 @@ impl<P: Prober> Picker<P> {
 /// panic elsewhere in a holder's thread does not make it unusable.
 fn lock_ignoring_poison<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A picked port that is returned when the guard is dropped.
-///
-/// ```no_run
-/// let guard = portpick::pick_guard()?;
-/// let port = guard.port();
-/// // ... start a server on `port` ...
-/// drop(guard); // port returned
-/// # Ok::<(), portpick::NoFreePortError>(())
-/// ```
-#[must_use = "the port is returned as soon as the guard is dropped"]
-pub struct PortGuard<'a, P: Prober = SocketProber> {
-    port: u16,
-    picker: &'a Picker<P>,
-}
-
-impl<P: Prober> PortGuard<'_, P> {
-    /// The port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Keeps the port picked (not returned on drop) and gives its number.
-    pub fn into_port(self) -> u16 {
-        let port = self.port;
-        std::mem::forget(self);
-        port
-    }
-}
-
-impl<P: Prober> fmt::Debug for PortGuard<'_, P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PortGuard")
-            .field("port", &self.port)
-            .finish()
-    }
-}
-
-impl<P: Prober> Drop for PortGuard<'_, P> {
-    fn drop(&mut self) {
-        self.picker.return_port(self.port);
-    }
 }

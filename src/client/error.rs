@@ -1,0 +1,98 @@
+//! [`PortServerError`]: why a portserver gave no port, with its address
+//! and what the OS or the server said.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+/// Why a portserver gave no port.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PortServerError {
+    /// The address string is empty.
+    InvalidAddress {
+        /// The address as given.
+        address: String,
+    },
+    /// No connection could be made (no server, refused, unsupported name).
+    Connect {
+        /// The server's address.
+        address: String,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The connection broke while talking.
+    Io {
+        /// The server's address.
+        address: String,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The server did not answer in time.
+    Timeout {
+        /// The server's address.
+        address: String,
+        /// The limit that passed.
+        after: Duration,
+    },
+    /// The server closed the connection without a port: it has none for
+    /// this pid, or refused the request.
+    NoPort {
+        /// The server's address.
+        address: String,
+    },
+    /// The server answered something that is not a port.
+    BadReply {
+        /// The server's address.
+        address: String,
+        /// What it said (at most 64 bytes of it).
+        reply: Vec<u8>,
+    },
+}
+
+impl fmt::Display for PortServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortServerError::InvalidAddress { address } => {
+                write!(f, "invalid portserver address {address:?}")
+            }
+            PortServerError::Connect { address, source } => {
+                write!(f, "cannot connect to portserver {address:?}: {source}")
+            }
+            PortServerError::Io { address, source } => {
+                write!(f, "error talking to portserver {address:?}: {source}")
+            }
+            PortServerError::Timeout { address, after } => {
+                write!(f, "portserver {address:?} did not answer within {after:?}")
+            }
+            PortServerError::NoPort { address } => {
+                write!(f, "portserver {address:?} gave no port")
+            }
+            PortServerError::BadReply { address, reply } => write!(
+                f,
+                "portserver {address:?} answered {:?}, which is not a port",
+                String::from_utf8_lossy(reply)
+            ),
+        }
+    }
+}
+
+/// `Display` prints the OS's message, so `source()` does not return it
+/// again (a chain printer would show it twice); `From<PortServerError> for
+/// io::Error` keeps its kind.
+impl std::error::Error for PortServerError {}
+
+impl From<PortServerError> for io::Error {
+    fn from(e: PortServerError) -> io::Error {
+        let kind = match &e {
+            PortServerError::InvalidAddress { .. } => io::ErrorKind::InvalidInput,
+            PortServerError::Connect { source, .. } | PortServerError::Io { source, .. } => {
+                source.kind()
+            }
+            PortServerError::Timeout { .. } => io::ErrorKind::TimedOut,
+            PortServerError::NoPort { .. } => io::ErrorKind::NotFound,
+            PortServerError::BadReply { .. } => io::ErrorKind::InvalidData,
+        };
+        io::Error::new(kind, e)
+    }
+}

@@ -1,0 +1,26 @@
+//! The state file (`--portserver_state_file`): an append-only journal of
+//! allocations, so no reservation is lost when the daemon restarts, even
+//! after `kill -9`.
+//!
+//! Every allocation is appended as `PORT PID START_TIME` and `fsync`ed
+//! before the client gets its answer. Releases are not written: on load,
+//! the last line for a port wins and owners that are gone are dropped, which
+//! is exactly what a release would have said (a port is only ever released
+//! because its owner is gone, and a gone `(pid, start time)` never comes
+//! back). When the journal grows past four times the live state (and 1,024
+//! lines) it is compacted: the live state is written to `PATH.tmp`,
+//! `fsync`ed, renamed over `PATH`, and the directory `fsync`ed, so a crash
+//! at any point leaves either the old journal or the new one.
+//!
+//! The path is trusted only as far as it is ours: a symbolic link, or a
+//! file without our header, is refused and left alone; `PATH.tmp` is
+//! created exclusively, never through a link.
+
+mod error;
+mod format;
+mod journal;
+mod snapshot;
+
+pub use error::StateError;
+pub use format::{format_entry, format_header, parse_state, StateContents, StateLineError};
+pub use journal::StateFile;
