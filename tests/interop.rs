@@ -250,7 +250,11 @@ fn our_client_and_cli_against_python_server() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("gave no port"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("answered no statistics"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -41,6 +41,12 @@ pub enum PortServerError {
         /// The server's address.
         address: String,
     },
+    /// The server closed the connection without statistics: it does not
+    /// know our `stats` request (Python's portserver does not).
+    NoStats {
+        /// The server's address.
+        address: String,
+    },
     /// The server answered something that is not a port.
     BadReply {
         /// The server's address.
@@ -65,9 +71,18 @@ impl fmt::Display for PortServerError {
             PortServerError::Timeout { address, after } => {
                 write!(f, "portserver {address:?} did not answer within {after:?}")
             }
-            PortServerError::NoPort { address } => {
-                write!(f, "portserver {address:?} gave no port")
-            }
+            // The protocol has no word for why: say what it can be.
+            PortServerError::NoPort { address } => write!(
+                f,
+                "portserver {address:?} gave no port (it denies a pid that is not \
+                 running, pid 1 and a pid over its quota, and has none when its pool \
+                 is exhausted; its log says which)"
+            ),
+            PortServerError::NoStats { address } => write!(
+                f,
+                "portserver {address:?} answered no statistics (it does not know the \
+                 `stats` request: Python's portserver does not)"
+            ),
             PortServerError::BadReply { address, reply } => write!(
                 f,
                 "portserver {address:?} answered {:?}, which is not a port",
@@ -91,6 +106,7 @@ impl From<PortServerError> for io::Error {
             }
             PortServerError::Timeout { .. } => io::ErrorKind::TimedOut,
             PortServerError::NoPort { .. } => io::ErrorKind::NotFound,
+            PortServerError::NoStats { .. } => io::ErrorKind::Unsupported,
             PortServerError::BadReply { .. } => io::ErrorKind::InvalidData,
         };
         io::Error::new(kind, e)

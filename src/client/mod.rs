@@ -162,14 +162,15 @@ fn itoa_u32(n: u32) -> Vec<u8> {
 /// # Errors
 ///
 /// As [`get_port_from_port_server_with_timeout`]; a server that does not
-/// know the extension (Python's) closes without a word: `NoPort`.
+/// know the extension (Python's) closes without a word:
+/// [`PortServerError::NoStats`].
 pub fn get_port_server_stats(
     address: &str,
     timeout: Duration,
 ) -> Result<Vec<(String, u64)>, PortServerError> {
     let reply = exchange(address, protocol::STATS_REQUEST, timeout, 64 * 1024, false)?;
     if reply.is_empty() {
-        return Err(PortServerError::NoPort {
+        return Err(PortServerError::NoStats {
             address: address.to_string(),
         });
     }
