@@ -97,23 +97,26 @@ fn pick(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Starts a detached copy of ourselves that keeps `port` bound (and its
+/// Starts detached copies of ourselves that keep `port` bound (and its
 /// lock held) for `seconds`. The bound sockets and the locked file are
-/// passed as the helper's standard streams, so there is no moment where the
-/// port is unbound or unlocked; and the helper has none of our streams, so
+/// passed as the helpers' standard streams, so there is no moment where the
+/// port is unbound or unlocked; and a helper has none of our streams, so
 /// `$(portpicker $$ 1.5)` returns as soon as we exit.
 fn spawn_holder(port: u16, seconds: f64) -> std::io::Result<()> {
     use std::os::fd::OwnedFd;
-    use std::os::unix::process::CommandExt;
     let lock_only = std::env::var("PORTPICK_HOLD").is_ok_and(|v| v == "lock");
-    let lock = portpick::__private::take_claim(port);
-    let (tcp, udp): (Stdio, Stdio) = if lock_only {
-        (Stdio::null(), Stdio::null())
-    } else {
-        let tcp = portpick::__private::hold_tcp(port).and_then(|(_, h)| h.into_primary());
-        let udp = portpick::__private::hold_udp(port).and_then(|(_, h)| h.into_primary());
+    let mut held: Vec<OwnedFd> = portpick::__private::take_claim(port)
+        .into_iter()
+        .map(OwnedFd::from)
+        .collect();
+    if !lock_only {
+        let tcp = portpick::__private::hold_tcp(port);
+        let udp = portpick::__private::hold_udp(port);
         match (tcp, udp) {
-            (Some(t), Some(u)) => (OwnedFd::from(t).into(), OwnedFd::from(u).into()),
+            (Some((_, tcp)), Some((_, udp))) => {
+                held.extend(tcp.into_sockets().map(OwnedFd::from));
+                held.extend(udp.into_sockets().map(OwnedFd::from));
+            }
             _ => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::AddrInUse,
@@ -121,21 +124,35 @@ fn spawn_holder(port: u16, seconds: f64) -> std::io::Result<()> {
                 ))
             }
         }
-    };
-    let lock: Stdio = lock.map_or_else(Stdio::null, Stdio::from);
-    Command::new(std::env::current_exe()?)
-        .arg(HOLD_ARG)
-        .arg(seconds.to_string())
-        .stdin(lock)
-        .stdout(tcp)
-        .stderr(udp)
-        .process_group(0)
-        .spawn()?;
+    }
+    spawn_helpers(held, seconds)
+}
+
+/// Hands `held` to helpers, three each as their stdin, stdout and stderr
+/// (std passes a child no other descriptors without unsafe code). A
+/// dual-stack host needs one helper (lock, TCP, UDP); with IPv6-only
+/// sockets (`net.ipv6.bindv6only = 1`) each protocol takes two sockets, and
+/// a second helper keeps the rest.
+fn spawn_helpers(held: Vec<std::os::fd::OwnedFd>, seconds: f64) -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    let mut held = held.into_iter().peekable();
+    while held.peek().is_some() {
+        let mut next = || held.next().map_or_else(Stdio::null, Stdio::from);
+        Command::new(&exe)
+            .arg(HOLD_ARG)
+            .arg(seconds.to_string())
+            .stdin(next())
+            .stdout(next())
+            .stderr(next())
+            .process_group(0)
+            .spawn()?;
+    }
     Ok(())
 }
 
-/// The helper: its stdin is the port's lock, its stdout and stderr the
-/// bound sockets. It only waits; exiting releases everything.
+/// The helper: its standard streams are the port's lock and bound sockets.
+/// It only waits; exiting releases everything.
 fn hold(args: &[String]) -> ExitCode {
     let seconds = args
         .first()
