@@ -166,7 +166,7 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<u16>, ReplyError> {
         return Ok(None);
     }
     let line = buf.split(|&b| b == b'\n').next().unwrap_or(buf);
-    let line = line.trim_ascii();
+    let line = trim_ascii(line);
     if line.is_empty() || line.len() > 5 || !line.iter().all(u8::is_ascii_digit) {
         return Err(ReplyError);
     }
@@ -176,6 +176,23 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<u16>, ReplyError> {
         Ok(port) => Ok(Some(port)),
         Err(_) => Err(ReplyError),
     }
+}
+
+/// `<[u8]>::trim_ascii`, which is newer (1.80) than our minimum Rust.
+fn trim_ascii(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if !first.is_ascii_whitespace() {
+            break;
+        }
+        s = rest;
+    }
+    while let [rest @ .., last] = s {
+        if !last.is_ascii_whitespace() {
+            break;
+        }
+        s = rest;
+    }
+    s
 }
 
 /// Writes statistics as `name value\n` lines.

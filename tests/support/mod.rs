@@ -123,11 +123,13 @@ pub fn kernel_ports(n: usize) -> Vec<u16> {
 /// `n` distinct ports for a test server's pool: free now, below the
 /// kernel's ephemeral range (so no `bind(0)` anywhere is handed one while
 /// the test runs, as a port the kernel just gave out and took back would
-/// be), and claimed by a lock file shared by all test processes of this
-/// target dir, held until this process exits (so test binaries running at
-/// once never share one).
+/// be), and claimed by an abstract unix socket named after the port, held
+/// until this process exits (so test binaries running at once, from any
+/// checkout in this network namespace, never share one).
 pub fn pool_ports(n: usize) -> Vec<u16> {
-    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    static HELD: Mutex<Vec<UnixDatagram>> = Mutex::new(Vec::new());
     let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
@@ -138,8 +140,6 @@ pub fn pool_ports(n: usize) -> Vec<u16> {
     if ephemeral_start < LOW + 1000 {
         return kernel_ports(n);
     }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-port-locks");
-    std::fs::create_dir_all(&dir).unwrap();
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -159,19 +159,16 @@ pub fn pool_ports(n: usize) -> Vec<u16> {
         if ports.contains(&port) {
             continue;
         }
-        let file = std::fs::File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join(port.to_string()))
-            .unwrap();
+        let name = format!("portpick-tests-pool-port-{port}");
+        let claim = UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name).unwrap());
         // Claim first, probe second: a port another test process holds is
         // never probed (a probe is a brief bind, which its server would
         // see as the port being busy).
-        if file.try_lock().is_ok() && portpick::is_port_free(port) {
-            HELD.lock().unwrap().push(file);
-            ports.push(port);
+        if let Ok(claim) = claim {
+            if portpick::is_port_free(port) {
+                HELD.lock().unwrap().push(claim);
+                ports.push(port);
+            }
         }
     }
     assert_eq!(
