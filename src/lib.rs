@@ -152,8 +152,9 @@ pub fn pick_guard() -> Result<PortGuard<'static>, NoFreePortError> {
     global().pick_guard()
 }
 
-/// A TCP listener on a port the kernel chose, free on IPv4 and IPv6: no
-/// other program can take the port between the pick and your use of it.
+/// A TCP listener on a port the kernel chose and found free on IPv4 and
+/// IPv6: no other program can take the port between the pick and your use
+/// of it (on the families the listener holds, below).
 ///
 /// On a dual-stack host (Linux's default) the listener is on `[::]` and
 /// serves and holds both families. Where IPv6 sockets are IPv6-only
