@@ -162,38 +162,35 @@ pub fn pick_guard() -> Result<PortGuard<'static>, NoFreePortError> {
     global().pick_guard()
 }
 
-/// A TCP listener on a port the kernel chose, on `[::]` (covering IPv4 on
-/// a dual-stack host) or `0.0.0.0`: no other program can take the port
-/// between the pick and your use of it.
+/// A TCP listener on a port the kernel chose and found free on IPv4 and
+/// IPv6: no other program can take the port between the pick and your use
+/// of it (on the families the listener holds, below).
+///
+/// On a dual-stack host (Linux's default) the listener is on `[::]` and
+/// serves and holds both families. Where IPv6 sockets are IPv6-only
+/// (`net.ipv6.bindv6only = 1`) no one socket can: the listener is then on
+/// `0.0.0.0`, serving and holding IPv4, and the port was free on IPv6 when
+/// chosen but is not held there. IPv4 because it is what clients of a test
+/// server dial (`127.0.0.1`, or `localhost`, whose IPv6 address is then
+/// refused and the next tried); holding IPv6 with a second listener that
+/// nobody accepts on would instead leave such clients hanging. Without IPv6
+/// the listener is on `0.0.0.0`.
 ///
 /// # Errors
 ///
-/// The bind failed on both families.
+/// No port could be bound on every family.
 pub fn bind_unused_tcp() -> io::Result<TcpListener> {
-    probe::hold_tcp(0)
-        .and_then(|(_, held)| held.into_primary())
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::AddrNotAvailable,
-                "no TCP port could be bound",
-            )
-        })
+    probe::bind_unused_tcp()
 }
 
-/// A UDP socket on a port the kernel chose, as [`bind_unused_tcp`].
+/// A UDP socket on a port the kernel chose, free on IPv4 and IPv6, on the
+/// family or families [`bind_unused_tcp`] would use.
 ///
 /// # Errors
 ///
-/// The bind failed on both families.
+/// No port could be bound on every family.
 pub fn bind_unused_udp() -> io::Result<UdpSocket> {
-    probe::hold_udp(0)
-        .and_then(|(_, held)| held.into_primary())
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::AddrNotAvailable,
-                "no UDP port could be bound",
-            )
-        })
+    probe::bind_unused_udp()
 }
 
 /// For the binaries, benches, fuzz targets and tests; not a stable API,

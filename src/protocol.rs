@@ -248,6 +248,23 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<u16>, ReplyError> {
     }
 }
 
+/// `<[u8]>::trim_ascii`, which is newer (1.80) than our minimum Rust.
+fn trim_ascii(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if !first.is_ascii_whitespace() {
+            break;
+        }
+        s = rest;
+    }
+    while let [rest @ .., last] = s {
+        if !last.is_ascii_whitespace() {
+            break;
+        }
+        s = rest;
+    }
+    s
+}
+
 /// Writes statistics as `name value\n` lines.
 pub fn format_stats<'a>(stats: impl IntoIterator<Item = (&'a str, u64)>) -> Vec<u8> {
     let mut out = String::new();
@@ -270,21 +287,4 @@ pub fn parse_stats(buf: &[u8]) -> Option<Vec<(String, u64)>> {
             Some((name.to_string(), value.parse().ok()?))
         })
         .collect()
-}
-
-/// `<[u8]>::trim_ascii`, which is newer (1.80) than our minimum Rust.
-fn trim_ascii(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if !first.is_ascii_whitespace() {
-            break;
-        }
-        s = rest;
-    }
-    while let [rest @ .., last] = s {
-        if !last.is_ascii_whitespace() {
-            break;
-        }
-        s = rest;
-    }
-    s
 }

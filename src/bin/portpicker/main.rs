@@ -137,36 +137,55 @@ fn pick_local(_pid: u32) -> Result<u16, portpick::NoFreePortError> {
     portpick::__private::global().pick_local()
 }
 
-/// Starts a detached copy of ourselves that keeps `port` bound for
-/// `seconds`. The bound sockets are passed as the helper's stdout and
-/// stderr, so there is no moment where the port is unbound; and the helper
+/// Starts detached copies of ourselves that keep `port` bound for
+/// `seconds`. The bound sockets are passed as the helpers' standard
+/// streams, so there is no moment where the port is unbound; and a helper
 /// has none of our streams, so `$(portpicker $$ 1.5)` returns as soon as we
 /// exit.
 fn spawn_holder(port: u16, seconds: f64) -> std::io::Result<()> {
     use std::os::fd::OwnedFd;
-    use std::os::unix::process::CommandExt;
-    let tcp = portpick::__private::hold_tcp(port).and_then(|(_, h)| h.into_primary());
-    let udp = portpick::__private::hold_udp(port).and_then(|(_, h)| h.into_primary());
-    let (Some(tcp), Some(udp)) = (tcp, udp) else {
+    let tcp = portpick::__private::hold_tcp(port);
+    let udp = portpick::__private::hold_udp(port);
+    let (Some((_, tcp)), Some((_, udp))) = (tcp, udp) else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::AddrInUse,
             "the port was taken before it could be held",
         ));
     };
-    Command::new(std::env::current_exe()?)
-        .arg(HOLD_ARG)
-        .arg(seconds.to_string())
-        .stdin(Stdio::null())
-        .stdout(OwnedFd::from(tcp))
-        .stderr(OwnedFd::from(udp))
-        .process_group(0)
-        .current_dir("/")
-        .spawn()?;
+    let held: Vec<OwnedFd> = tcp
+        .into_sockets()
+        .map(OwnedFd::from)
+        .chain(udp.into_sockets().map(OwnedFd::from))
+        .collect();
+    spawn_helpers(held, seconds)
+}
+
+/// Hands `held` to helpers, three each as their stdin, stdout and stderr
+/// (std passes a child no other descriptors without unsafe code). A
+/// dual-stack host needs one helper (TCP, UDP); with IPv6-only sockets
+/// (`net.ipv6.bindv6only = 1`) each protocol takes two sockets, and a
+/// second helper keeps the rest.
+fn spawn_helpers(held: Vec<std::os::fd::OwnedFd>, seconds: f64) -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    let mut held = held.into_iter().peekable();
+    while held.peek().is_some() {
+        let mut next = || held.next().map_or_else(Stdio::null, Stdio::from);
+        Command::new(&exe)
+            .arg(HOLD_ARG)
+            .arg(seconds.to_string())
+            .stdin(next())
+            .stdout(next())
+            .stderr(next())
+            .process_group(0)
+            .current_dir("/")
+            .spawn()?;
+    }
     Ok(())
 }
 
-/// The helper: its stdout and stderr are the bound sockets. It only
-/// waits; exiting releases them.
+/// The helper: its standard streams are the bound sockets. It only waits;
+/// exiting releases them.
 fn hold(args: &[String]) -> ExitCode {
     let seconds = args
         .first()
