@@ -359,13 +359,7 @@ fn a_fresh_network_namespace_has_its_own_claims() {
     let mut same = ClaimChild::start();
     assert_eq!(same.ask(&format!("offered {port}")), "OFFERED no");
     drop(same);
-    if !Command::new("unshare")
-        .args(["-n", "true"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        eprintln!("skipped: cannot make a network namespace here (`unshare -n` failed)");
+    if !can_unshare_net() {
         return;
     }
     // ... but not to one in a fresh network namespace, which now holds it

@@ -21,13 +21,7 @@ fn tool() -> Command {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_output(child, PATIENCE)
+    run_bounded(cmd)
 }
 
 fn port_of(out: &Output) -> u16 {
@@ -413,13 +407,7 @@ fn helper_life_child() {
 #[test]
 fn the_helper_leaves_with_its_last_owner() {
     let _turn = claims_turn();
-    if !Command::new("unshare")
-        .args(["-n", "true"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        eprintln!("skipped: cannot make a network namespace here (`unshare -n` failed)");
+    if !can_unshare_net() {
         return;
     }
     let child = Command::new("unshare")

@@ -8,7 +8,7 @@ use std::process::{ChildStderr, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
-use super::{eventually, wait_output, Reaper, PATIENCE};
+use super::{eventually, run_bounded, Reaper, PATIENCE};
 
 /// Path of a binary cargo built for the examples (`target/*/examples/NAME`).
 pub fn example_path(name: &str) -> PathBuf {
@@ -104,12 +104,5 @@ fn read_lines(stderr: ChildStderr, log: Arc<Mutex<Vec<String>>>, tx: mpsc::Sende
 
 /// Runs the example portserver to completion (for flag errors), bounded.
 pub fn run_portserver(args: &[&str]) -> std::process::Output {
-    let child = Command::new(example_path("portserver"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_output(child, PATIENCE)
+    run_bounded(Command::new(example_path("portserver")).args(args))
 }

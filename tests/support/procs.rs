@@ -63,3 +63,29 @@ pub fn wait_output(mut child: Child, limit: Duration) -> std::process::Output {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Runs `cmd` to completion with no stdin, its output captured, bounded by
+/// `PATIENCE`.
+pub fn run_bounded(cmd: &mut Command) -> std::process::Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_output(child, super::PATIENCE)
+}
+
+/// Whether this host lets us make a network namespace (`unshare -n`): root,
+/// or user namespaces. A test that needs one says it skipped otherwise.
+pub fn can_unshare_net() -> bool {
+    let ok = Command::new("unshare")
+        .args(["-n", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: cannot make a network namespace here (`unshare -n` failed)");
+    }
+    ok
+}
