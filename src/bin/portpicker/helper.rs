@@ -54,29 +54,55 @@ const RECHECK: Duration = Duration::from_millis(100);
 /// else (no such process, no `/proc`, no helper) a local pick whose claim
 /// ends with us.
 pub fn pick_for(pid: u32) -> Result<u16, NoFreePortError> {
-    match ask_helper(pid) {
-        Ok(Some(port)) => return Ok(port),
-        Ok(None) => {}
-        Err(e) => eprintln!(
-            "portpicker: warning: cannot keep the port claimed for pid {pid} ({e}); \
-             its claim ends with this call"
-        ),
+    // A port the helper picked can be bound by someone else before we look
+    // at it (the kernel hands a port it just took back to the next
+    // `bind(0)`, claims or not): ask again, rather than pick a port whose
+    // claim would end with this call without saying so.
+    for _ in 0..3 {
+        match ask_helper(pid) {
+            Ok(Answer::Port(port)) => return Ok(port),
+            Ok(Answer::NoOwner) => return portpick::__private::global().pick_local(),
+            Ok(Answer::Busy) => continue,
+            Ok(Answer::NoPort) => break,
+            Err(e) => {
+                eprintln!(
+                    "portpicker: warning: cannot keep the port claimed for pid {pid} ({e}); \
+                     its claim ends with this call"
+                );
+                return portpick::__private::global().pick_local();
+            }
+        }
     }
+    eprintln!(
+        "portpicker: warning: the claim helper gave no usable port for pid {pid}; \
+         this port's claim ends with this call"
+    );
     portpick::__private::global().pick_local()
 }
 
-/// `Ok(None)`: nothing to hold the claim for, or the helper has no port.
-fn ask_helper(pid: u32) -> io::Result<Option<u16>> {
+/// What asking the helper gave.
+enum Answer {
+    /// A port, claimed for the owner's life.
+    Port(u16),
+    /// Nothing to hold a claim for (pid 1, dead, not in our `/proc`).
+    NoOwner,
+    /// The helper has no port for us.
+    NoPort,
+    /// The helper's port is bound by someone already.
+    Busy,
+}
+
+fn ask_helper(pid: u32) -> io::Result<Answer> {
     use std::os::unix::fs::MetadataExt;
     if pid <= 1 {
         // As the portserver: pid 1 means the caller's parent has gone (it
         // was reparented to init), and a claim for init's life would
         // never end.
-        return Ok(None);
+        return Ok(Answer::NoOwner);
     }
     let Ok(Some(start)) = ProcFs::new().start_time(pid) else {
         // Dead, invalid, or not in our /proc: nobody to hold it for.
-        return Ok(None);
+        return Ok(Answer::NoOwner);
     };
     // Per user, and per pid namespace: pids sent to a helper must mean to
     // it what they mean to us (containers may share a network but not
@@ -128,7 +154,11 @@ fn ask_helper(pid: u32) -> io::Result<Option<u16>> {
                     }
                     // A port somebody has bound is no answer (a name
                     // squatted by a hostile local user could offer one).
-                    return Ok(port.filter(|&p| portpick::is_port_free(p)));
+                    return Ok(match port {
+                        None => Answer::NoPort,
+                        Some(p) if portpick::is_port_free(p) => Answer::Port(p),
+                        Some(_) => Answer::Busy,
+                    });
                 }
                 Err(e) if is_timeout(&e) => {
                     // The helper may have exited with our request queued
