@@ -62,6 +62,9 @@
 //!
 //! Every "is this port free?" question goes through the [`Prober`] trait;
 //! build a [`Picker`] on your own to check only TCP, one interface, or a fake.
+//! A picker reads `PORTSERVER_ADDRESS` and `PORTPICK_CLAIMS` as the free
+//! functions do; [`Picker::ignore_environment`] makes a fake's answers the
+//! only answers, whatever the host's environment says.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
