@@ -19,7 +19,8 @@
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+
+use crate::limits::OpenFiles;
 
 /// The environment variable that turns cross-process claims off: `off` (or
 /// `0`). Unset, empty, `on` or `1`: claims on, the default on Linux.
@@ -220,27 +221,23 @@ pub(crate) fn warn_unavailable(port: u16, err: &io::Error) {
     }
 }
 
-/// The soft limit on open files (`RLIMIT_NOFILE`), from
-/// `/proc/self/limits` (std has no `getrlimit`); 1024, the usual default,
-/// when it cannot be read. Read once: std offers no way to change it.
+/// The soft limit on open files; 1024, the usual default, when it cannot
+/// be read.
 fn open_files_limit() -> usize {
-    static LIMIT: OnceLock<usize> = OnceLock::new();
-    *LIMIT.get_or_init(|| {
-        std::fs::read_to_string("/proc/self/limits")
-            .ok()
-            .and_then(|text| parse_open_files_limit(&text))
-            .unwrap_or(1024)
-    })
+    match crate::limits::open_files() {
+        Some(OpenFiles::Limit(n)) => usize::try_from(n).unwrap_or(usize::MAX),
+        Some(OpenFiles::Unlimited) => usize::MAX,
+        None => 1024,
+    }
 }
 
 /// The soft limit in the `Max open files` line of `/proc/PID/limits`.
+#[cfg(test)]
 fn parse_open_files_limit(text: &str) -> Option<usize> {
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    let soft = line["Max open files".len()..].split_whitespace().next()?;
-    if soft == "unlimited" {
-        return Some(usize::MAX);
+    match crate::limits::parse_open_files(text)? {
+        OpenFiles::Limit(n) => usize::try_from(n).ok(),
+        OpenFiles::Unlimited => Some(usize::MAX),
     }
-    soft.parse().ok()
 }
 
 /// Whether this process cannot open the sockets one probe needs at once

@@ -72,6 +72,7 @@
 mod address;
 mod claim;
 mod client;
+mod limits;
 mod picker;
 mod probe;
 mod protocol;

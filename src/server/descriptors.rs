@@ -3,6 +3,8 @@
 //! takes the descriptors that the work that matters needs (reading
 //! `/proc`, the journal and its compaction, the replies).
 
+use crate::limits::{open_files, parse_open_files, OpenFiles};
+
 /// Descriptors kept for everything but connections waiting in the slow
 /// lane: stdio, the listener and its clones, the journal and the temp file
 /// of a compaction, a `/proc` read and a reply in hand per acceptor, the
@@ -23,18 +25,19 @@ pub(crate) fn reserve(acceptors: usize) -> usize {
 /// assert_eq!(parse_open_files_limit("Max open files unlimited unlimited files\n"), None);
 /// ```
 pub fn parse_open_files_limit(limits: &str) -> Option<u64> {
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    finite(parse_open_files(limits)?)
 }
 
-/// This process's soft open-files limit, from `/proc/self/limits` (std has
-/// no `getrlimit`).
+/// This process's soft open-files limit; `None` for unlimited or unknown.
 pub(crate) fn open_files_limit() -> Option<u64> {
-    parse_open_files_limit(&std::fs::read_to_string("/proc/self/limits").ok()?)
+    finite(open_files()?)
+}
+
+fn finite(limit: OpenFiles) -> Option<u64> {
+    match limit {
+        OpenFiles::Limit(n) => Some(n),
+        OpenFiles::Unlimited => None,
+    }
 }
 
 /// Connections the slow lane may hold: the configured cap, lowered so that
