@@ -78,6 +78,7 @@ mod probe;
 mod protocol;
 mod rand;
 pub mod server;
+mod sync;
 mod testkit;
 
 pub use address::{AddressError, PortServerAddress};

@@ -10,6 +10,8 @@ use std::sync::{mpsc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use crate::sync::lock;
+
 /// Per server address, the connects in progress on helper threads (one
 /// stuck on a server that stopped accepting ends only when that server
 /// accepts, refuses or goes away). A handful of entries at most.
@@ -40,10 +42,6 @@ pub(super) enum Connected {
     Yes(UnixStream),
     Failed(io::Error),
     NotInTime,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Counts a connect to `address`; `false` when too many are in progress.

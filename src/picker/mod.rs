@@ -13,6 +13,7 @@ use crate::claim::{self, Claim, Namespace, PortClaim};
 use crate::client::{self, PortServerError};
 use crate::probe::{Prober, Protocol, SocketProber};
 use crate::rand::Rng;
+use crate::sync::lock;
 
 pub use error::{NoFreePortError, NoFreePortReason};
 pub use guard::PortGuard;
@@ -147,7 +148,7 @@ impl<P: Prober> Picker<P> {
     /// Seeds the random fallback, for reproducible tests. Default: seeded
     /// from the clock and the thread.
     pub fn seed(self, seed: u64) -> Self {
-        *lock_ignoring_poison(&self.rng) = Rng::with_seed(seed);
+        *lock(&self.rng) = Rng::with_seed(seed);
         self
     }
 
@@ -242,7 +243,7 @@ impl<P: Prober> Picker<P> {
             }
         }
         for _ in 0..TRIES {
-            let port = lock_ignoring_poison(&self.rng).range(RANDOM_RANGE);
+            let port = lock(&self.rng).range(RANDOM_RANGE);
             if self.take(port, || self.prober.is_port_free(port)) {
                 return Ok(port);
             }
@@ -389,12 +390,6 @@ impl<P: Prober> Picker<P> {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        lock_ignoring_poison(&self.state)
+        lock(&self.state)
     }
-}
-
-/// Our critical sections leave the state consistent at every step, so a
-/// panic elsewhere in a holder's thread does not make it unusable.
-fn lock_ignoring_poison<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -78,10 +78,7 @@ pub(super) struct Throttle {
 impl Throttle {
     /// `Some(lines held back since the last one)` when a line may go out.
     pub(super) fn admit(&self) -> Option<u64> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = crate::sync::lock(&self.state);
         let (last, held_back) = &mut *state;
         if matches!(last, Some(t) if t.elapsed() < Duration::from_secs(1)) {
             *held_back += 1;

@@ -6,9 +6,10 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::server::lifecycle::{lock_or_recover, Shared};
+use crate::server::lifecycle::Shared;
 use crate::server::log::{log, Level};
 use crate::server::process::{presence, Owner, Presence};
+use crate::sync::lock;
 
 pub(super) fn reclaim_loop(shared: &Shared) {
     let interval = shared
@@ -33,7 +34,7 @@ pub(super) fn reclaim_loop(shared: &Shared) {
             return;
         }
         last_sweep = Instant::now();
-        let owners = lock_or_recover(&shared.core).pool.owners();
+        let owners = lock(&shared.core).pool.owners();
         let mut dead: Vec<Owner> = Vec::new();
         for owner in owners {
             match presence(&*shared.processes, owner) {
@@ -57,7 +58,7 @@ pub(super) fn reclaim_loop(shared: &Shared) {
             }
         }
         if !dead.is_empty() {
-            let mut core = lock_or_recover(&shared.core);
+            let mut core = lock(&shared.core);
             let mut n = 0;
             for owner in &dead {
                 n += core.pool.release_owner(*owner);

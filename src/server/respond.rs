@@ -7,10 +7,11 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::protocol::{self, Denial, Request};
-use crate::server::lifecycle::{lock_or_recover, Core, Shared};
+use crate::server::lifecycle::{Core, Shared};
 use crate::server::log::{log, Level};
 use crate::server::pool::{allocate_with, Pool};
 use crate::server::process::Owner;
+use crate::sync::lock;
 
 /// The server's own counters (the pool keeps its own).
 #[derive(Default)]
@@ -47,7 +48,7 @@ impl std::ops::DerefMut for PoolGuard<'_> {
 impl Shared {
     /// The `name value` pairs of the `stats` answer: Python's names first.
     pub(super) fn stats(&self) -> Vec<(&'static str, u64)> {
-        let p = lock_or_recover(&self.core).pool.stats();
+        let p = lock(&self.core).pool.stats();
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         vec![
@@ -127,7 +128,7 @@ impl Shared {
         };
         let owner = Owner { pid, start_time };
         let (port, mut core) = allocate_with(
-            || PoolGuard(lock_or_recover(&self.core)),
+            || PoolGuard(lock(&self.core)),
             owner,
             &*self.prober,
             &*self.processes,
@@ -191,7 +192,7 @@ impl Shared {
     /// The client left (or cannot be written to): it will never use the
     /// port, so it goes back to the pool.
     fn undelivered(&self, port: u16, owner: Owner) {
-        lock_or_recover(&self.core).pool.release_port(port, owner);
+        lock(&self.core).pool.release_port(port, owner);
         // Counted after the release: whoever sees the count sees the port
         // back in the pool.
         self.counters.undelivered.fetch_add(1, Ordering::Relaxed);

@@ -8,10 +8,7 @@ use std::sync::Mutex;
 
 use crate::probe::{Prober, Protocol};
 use crate::server::process::ProcessTable;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use crate::sync::lock;
 
 /// What "the kernel" offers for a bind of port 0.
 #[derive(Debug, Default)]

@@ -7,7 +7,7 @@ mod startup;
 use std::fmt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use crate::server::process::{ProcFs, ProcessTable};
 use crate::server::reclaim::reclaim_loop;
 use crate::server::respond::Counters;
 use crate::server::state::StateFile;
+use crate::sync::lock;
 use startup::{fit_to_descriptor_limit, load_state, warn_about_kernel_ranges};
 
 /// A portserver, ready to start.
@@ -158,14 +159,14 @@ pub(super) struct Bell {
 
 impl Bell {
     pub(super) fn ring(&self) {
-        *lock_or_recover(&self.rung) = true;
+        *lock(&self.rung) = true;
         self.cvar.notify_all();
     }
 
     /// Sleeps until the bell rings or `timeout` passes (returns at once if
     /// it rang since the last wait), and silences it.
     pub(super) fn wait(&self, timeout: Duration) {
-        let mut rung = lock_or_recover(&self.rung);
+        let mut rung = lock(&self.rung);
         if !*rung {
             rung = self
                 .cvar
@@ -193,12 +194,6 @@ pub(super) struct Shared {
     pub(super) started: Instant,
     /// Failed accepts, logged at most once a second.
     pub(super) accept_errors: Throttle,
-}
-
-/// Every critical section leaves the pool consistent, so a panic in one
-/// thread does not stop the others from serving.
-pub(super) fn lock_or_recover<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Shared {

@@ -15,9 +15,10 @@ mod tests;
 mod timestamp;
 mod writer;
 
+use crate::sync::lock;
 use std::fmt;
 use std::io::Write;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use repeat::{Repeats, Verdict};
@@ -81,10 +82,6 @@ enum Sink {
     Direct(Option<LogOutput>),
     /// Written by a writer thread.
     Queue(Queue),
-}
-
-fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn format_line(level: Level, args: impl fmt::Display) -> String {
