@@ -67,28 +67,6 @@ impl Pending {
     }
 }
 
-/// Lets a repeated warning through at most once a second and counts the
-/// ones it held back, so a fault that repeats in a tight loop (accept on
-/// `EMFILE`) costs a line a second, not a flood.
-#[derive(Default)]
-pub(super) struct Throttle {
-    state: std::sync::Mutex<(Option<Instant>, u64)>,
-}
-
-impl Throttle {
-    /// `Some(lines held back since the last one)` when a line may go out.
-    pub(super) fn admit(&self) -> Option<u64> {
-        let mut state = crate::sync::lock(&self.state);
-        let (last, held_back) = &mut *state;
-        if matches!(last, Some(t) if t.elapsed() < Duration::from_secs(1)) {
-            *held_back += 1;
-            return None;
-        }
-        *last = Some(Instant::now());
-        Some(std::mem::take(held_back))
-    }
-}
-
 /// The longest an acceptor sleeps after a failed accept: the slow lane
 /// frees descriptors meanwhile (its cap is sized to the limit, so this is
 /// rare), and a legitimate client waits no longer than this.

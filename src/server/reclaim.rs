@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::server::lifecycle::Shared;
-use crate::server::log::{log, Level};
+use crate::server::log::{log, Level, Throttle};
 use crate::server::process::{presence, Owner, Presence};
 use crate::sync::lock;
 
@@ -21,7 +21,7 @@ pub(super) fn reclaim_loop(shared: &Shared) {
     let min_gap = interval.min(Duration::from_millis(20));
     let mut last_stats = Instant::now();
     let mut last_sweep = Instant::now();
-    let mut last_error_log: Option<Instant> = None;
+    let check_errors = Throttle::default();
     loop {
         let since = last_sweep.elapsed();
         if since < min_gap {
@@ -45,13 +45,13 @@ pub(super) fn reclaim_loop(shared: &Shared) {
                         .counters
                         .owner_check_errors
                         .fetch_add(1, Ordering::Relaxed);
-                    if !matches!(last_error_log, Some(t) if t.elapsed() < Duration::from_secs(1)) {
-                        last_error_log = Some(Instant::now());
+                    if let Some(held_back) = check_errors.admit() {
                         log!(
                             shared.logger,
                             Level::Warning,
-                            "cannot tell whether pid {} runs ({e}); keeping its ports",
-                            owner.pid
+                            "cannot tell whether pid {} runs ({e}); keeping its ports{}",
+                            owner.pid,
+                            more(held_back)
                         );
                     }
                 }
@@ -79,5 +79,13 @@ pub(super) fn reclaim_loop(shared: &Shared) {
                 }
             }
         }
+    }
+}
+
+/// What a throttled warning held back since the last one, as a suffix.
+fn more(held_back: u64) -> String {
+    match held_back {
+        0 => String::new(),
+        n => format!(" ({n} more in the last second)"),
     }
 }

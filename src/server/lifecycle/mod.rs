@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use crate::address::PortServerAddress;
 use crate::probe::{Prober, SocketProber};
-use crate::server::accept::{accept_loop, slow_lane, Pending, Throttle};
+use crate::server::accept::{accept_loop, slow_lane, Pending};
 use crate::server::config::ServerConfig;
 use crate::server::error::ServerError;
 use crate::server::listen::bind_listener;
-use crate::server::log::{log, Level, Logger};
+use crate::server::log::{log, Level, Logger, Throttle};
 use crate::server::pool::Pool;
 use crate::server::process::{ProcFs, ProcessTable};
 use crate::server::reclaim::reclaim_loop;

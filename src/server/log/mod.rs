@@ -21,6 +21,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+pub(crate) use repeat::Throttle;
 use repeat::{Repeats, Verdict};
 use timestamp::timestamp;
 pub(crate) use writer::LogOutput;
