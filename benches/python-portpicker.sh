@@ -1,6 +1,15 @@
-# Sourced by benches/compare.sh and benches/storm.sh: sets `py` to a Python
-# with Google's portpicker 1.6.0 (PORTPICK_PYTHON, or a fresh venv under
-# "$tmp") and `portserver_py` to its portserver.py. Needs `tmp` set.
+# Sourced by benches/compare.sh and benches/storm.sh: makes a scratch dir
+# `tmp` and a list `pids` of processes to kill, both cleaned up on exit;
+# sets `py` to a Python with Google's portpicker 1.6.0 (PORTPICK_PYTHON, or
+# a fresh venv under "$tmp") and `portserver_py` to its portserver.py.
+tmp="$(mktemp -d)"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
 py="${PORTPICK_PYTHON:-}"
 if [ -z "$py" ]; then
     echo "== creating a venv with portpicker 1.6.0 and psutil"
