@@ -222,7 +222,7 @@ pub mod __private {
             OWNER_CHECKS_PER_REQUEST,
         };
         pub use crate::server::process::{
-            parse_stat, Owner, ProcFs, ProcStat, ProcessTable, StatError,
+            parse_stat, presence, Owner, Presence, ProcFs, ProcStat, ProcessTable, StatError,
         };
         pub use crate::server::ranges::{
             kernel_overlap, parse_kernel_list, parse_kernel_range, parse_port_ranges,

@@ -133,8 +133,7 @@ impl<P: Prober> Picker<P> {
         if self.portserver.is_none() {
             self.portserver = Some(None);
         }
-        self.claims = cfg!(target_os = "linux").then(Namespace::standard);
-        self
+        self.claims(true)
     }
 
     /// Claims in names `PREFIXPORT` instead of the documented ones, so that

@@ -17,7 +17,7 @@ pub struct Owner {
 
 /// What the process table says of an owner.
 #[derive(Debug)]
-pub(crate) enum Presence {
+pub enum Presence {
     /// It runs.
     Alive,
     /// No process has its pid and start time: its ports are free to take.
@@ -29,7 +29,7 @@ pub(crate) enum Presence {
 
 /// Asks `table` about `owner`. Only "no such process" or another start
 /// time mean gone; any failure to read keeps the owner.
-pub(crate) fn presence(table: &dyn ProcessTable, owner: Owner) -> Presence {
+pub fn presence(table: &dyn ProcessTable, owner: Owner) -> Presence {
     match table.start_time(owner.pid) {
         Ok(Some(t)) if t == owner.start_time => Presence::Alive,
         Ok(_) => Presence::Gone,

@@ -320,7 +320,7 @@ impl PoolHarness {
     fn check(&mut self) -> Result<(), String> {
         self.pool.check_invariants()?;
         for (port, owner) in &self.model {
-            if self.procs.lookup(owner.pid) == Some(owner.start_time) {
+            if self.alive(owner) {
                 ensure!(
                     self.pool.owner_of(*port) == Some(*owner),
                     "live {owner:?} lost {port}"

@@ -27,7 +27,7 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use portpick::__private::server::{ProcFs, ProcessTable};
+use portpick::__private::server::{presence, Owner, Presence, ProcFs, ProcessTable};
 use portpick::NoFreePortError;
 
 /// The hidden first argument of the helper.
@@ -246,9 +246,6 @@ fn start_helper_at(name: &[u8]) -> io::Result<bool> {
     Ok(true)
 }
 
-/// An owner: a pid and its start time.
-type Owner = (u32, u64);
-
 /// The helper: stdout is the socket bound at the helper's name.
 pub fn run_helper() -> ExitCode {
     use std::os::fd::AsFd;
@@ -315,7 +312,7 @@ impl Helper {
         let port = match parse_request(&buf[..n]) {
             // The owner must be the process the caller says, alive now: a
             // port for a dead owner would be claimed by nobody's life.
-            Some(owner) if self.table.start_time(owner.0).ok() == Some(Some(owner.1)) => {
+            Some(owner) if matches!(presence(&self.table, owner), Presence::Alive) => {
                 match portpick::__private::global().pick_local() {
                     Ok(port) => {
                         self.owners.entry(owner).or_default().push(port);
@@ -344,10 +341,10 @@ impl Helper {
     /// Releases the claims of owners that have died.
     fn sweep(&mut self) {
         let table = &self.table;
-        self.owners.retain(|&(pid, start), ports| {
-            // Only a sure "gone" (no such pid, or another start time)
-            // releases: out of descriptors, the owner keeps its claims.
-            let alive = !matches!(table.start_time(pid), Ok(t) if t != Some(start));
+        self.owners.retain(|&owner, ports| {
+            // As the portserver: only a sure "gone" releases; out of
+            // descriptors, the owner keeps its claims.
+            let alive = !matches!(presence(table, owner), Presence::Gone);
             if !alive {
                 for &port in ports.iter() {
                     portpick::__private::global().return_port(port);
@@ -380,5 +377,8 @@ fn parse_request(buf: &[u8]) -> Option<Owner> {
     }
     let pid = words.next()?.parse().ok()?;
     let start = words.next()?.parse().ok()?;
-    words.next().is_none().then_some((pid, start))
+    words.next().is_none().then_some(Owner {
+        pid,
+        start_time: start,
+    })
 }
