@@ -51,7 +51,11 @@ fn a_crlf_journal_restores_every_entry() {
         "{}",
         server.log_text()
     );
-    assert!(!server.log_text().contains("skipping"), "{}", server.log_text());
+    assert!(
+        !server.log_text().contains("skipping"),
+        "{}",
+        server.log_text()
+    );
     let other = sleeper();
     assert_eq!(ask(&address, other.pid()), Some(ports[2]));
     assert_eq!(ask(&address, other.pid()), None);

@@ -167,14 +167,34 @@ fn unwritable_output_gives_the_documented_statuses() {
     let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_portserver"));
     for program in [example_path("portserver"), bin] {
         let name = program.display();
-        assert_eq!(run_into(&program, &["--bogus"], null(), full()), Some(2), "{name}");
-        assert_eq!(run_into(&program, &["--help"], full(), null()), Some(1), "{name}");
-        assert_eq!(run_into(&program, &["--help"], full(), full()), Some(1), "{name}");
+        assert_eq!(
+            run_into(&program, &["--bogus"], null(), full()),
+            Some(2),
+            "{name}"
+        );
+        assert_eq!(
+            run_into(&program, &["--help"], full(), null()),
+            Some(1),
+            "{name}"
+        );
+        assert_eq!(
+            run_into(&program, &["--help"], full(), full()),
+            Some(1),
+            "{name}"
+        );
         let empty_pool = "--portserver_static_pool=0-0";
-        assert_eq!(run_into(&program, &[empty_pool], null(), full()), Some(1), "{name}");
+        assert_eq!(
+            run_into(&program, &[empty_pool], null(), full()),
+            Some(1),
+            "{name}"
+        );
         let taken = unique_address("full");
         let _listener = listen(&taken);
         let address = format!("--portserver_address={taken}");
-        assert_eq!(run_into(&program, &[&address], null(), full()), Some(1), "{name}");
+        assert_eq!(
+            run_into(&program, &[&address], null(), full()),
+            Some(1),
+            "{name}"
+        );
     }
 }

@@ -93,7 +93,11 @@ fn a_second_start_on_the_same_address_changes_nothing() {
     let other = TempDir::new("owner-other");
     let other_state = other.path().join("state");
     let err = second_start_changes_nothing(|address, pool, _| {
-        vec![address_arg(address), pool.to_string(), state_arg(&other_state)]
+        vec![
+            address_arg(address),
+            pool.to_string(),
+            state_arg(&other_state),
+        ]
     });
     assert!(err.contains("already serving on"), "{err}");
     assert!(!other_state.exists(), "nothing written: {err}");
@@ -153,9 +157,15 @@ fn a_reservation_outside_the_pool_ends_with_its_owner() {
     let (state_flag, pool) = (state_arg(&state), pool_arg(&ports[..1]));
     let mut server = ServerProcess::start(&address, &[&pool_arg(&ports), &state_flag]);
     let mut owner = sleeper();
-    let taken: Vec<u16> = (0..2).map(|_| ask(&address, owner.pid()).unwrap()).collect();
+    let taken: Vec<u16> = (0..2)
+        .map(|_| ask(&address, owner.pid()).unwrap())
+        .collect();
     server.child.kill();
-    let outside = if taken[0] == ports[0] { taken[1] } else { taken[0] };
+    let outside = if taken[0] == ports[0] {
+        taken[1]
+    } else {
+        taken[0]
+    };
 
     let mut narrow = ServerProcess::start(&address, &[&pool, &state_flag]);
     assert!(
