@@ -1,21 +1,64 @@
-//! What starting does before the socket is bound: fit the slow lane to the
-//! open-files limit, warn about pool ports the kernel may hand out, and
-//! read the journal back into the pool.
+//! What starting does before the server threads run: fit the slow lane to
+//! the open-files limit, warn about pool ports the kernel may hand out,
+//! take the state file's lock and the address, and read the journal back
+//! into the pool.
 
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 
+use crate::address::PortServerAddress;
 use crate::server::config::ServerConfig;
 use crate::server::error::ServerError;
+use crate::server::listen::bind_listener;
 use crate::server::log::{log, Level, Logger};
 use crate::server::pool::Pool;
 use crate::server::process::{self, ProcessTable};
 use crate::server::restore::restore;
-use crate::server::state::StateFile;
+use crate::server::state::{StateFile, StateLock};
 use crate::server::{descriptors, ranges};
+
+/// Takes what this server will own, in the order that makes a second
+/// start change nothing: the state file's lock (a second server on this
+/// file stops here), then the address (a second server on it stops here),
+/// and only then the journal, read and rewritten.
+pub(super) fn take_over(
+    config: &ServerConfig,
+    pool: &mut Pool,
+    processes: &dyn ProcessTable,
+    logger: &Logger,
+) -> Result<(Option<StateLock>, UnixListener, Option<StateFile>), ServerError> {
+    let Some(path) = &config.state_file else {
+        return Ok((None, bind_listener(&config.address)?, None));
+    };
+    let lock = StateLock::acquire(path).map_err(ServerError::State)?;
+    log!(
+        logger,
+        Level::Debug,
+        "Holding {} as the lock on state file {}",
+        lock.name(),
+        path.display()
+    );
+    let listener = bind_listener(&config.address)?;
+    match load_state(path, pool, processes, logger) {
+        Ok(journal) => Ok((Some(lock), listener, Some(journal))),
+        Err(e) => {
+            unbind(&config.address, listener);
+            Err(e)
+        }
+    }
+}
+
+/// Closes `listener` and removes its socket file (for a path address).
+pub(super) fn unbind(address: &PortServerAddress, listener: UnixListener) {
+    drop(listener);
+    if let PortServerAddress::Path(p) = address {
+        let _ = std::fs::remove_file(p);
+    }
+}
 
 /// Reads the journal, puts back the reservations of live owners, logs what
 /// it found, and rewrites the journal as exactly that.
-pub(super) fn load_state(
+fn load_state(
     path: &Path,
     pool: &mut Pool,
     processes: &dyn ProcessTable,
