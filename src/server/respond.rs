@@ -133,7 +133,11 @@ impl Shared {
             &*self.prober,
             &*self.processes,
         )?;
-        let Core { pool, journal } = &mut *core.0;
+        let Core {
+            pool,
+            journal,
+            outside,
+        } = &mut *core.0;
         if let Some(journal) = journal {
             if let Err(e) = journal.append(port, owner) {
                 pool.release_port(port, owner);
@@ -145,8 +149,8 @@ impl Shared {
                 );
                 return Err(Denial::NotPersisted);
             }
-            if journal.wants_compaction(pool.stats().held as usize) {
-                if let Err(e) = journal.compact(pool.held()) {
+            if journal.wants_compaction(pool.stats().held as usize + outside.len()) {
+                if let Err(e) = journal.compact(pool.held().chain(outside.iter().copied())) {
                     log!(
                         self.logger,
                         Level::Error,

@@ -18,7 +18,7 @@ use crate::server::config::ServerConfig;
 use crate::server::error::ServerError;
 use crate::server::log::{log, Level, Logger, Throttle};
 use crate::server::pool::Pool;
-use crate::server::process::{ProcFs, ProcessTable};
+use crate::server::process::{Owner, ProcFs, ProcessTable};
 use crate::server::reclaim::reclaim_loop;
 use crate::server::respond::Counters;
 use crate::server::state::{StateFile, StateLock};
@@ -101,10 +101,14 @@ impl PortServer {
             return Err(ServerError::EmptyPool);
         }
         warn_about_kernel_ranges(&logger, &config.ports);
-        let (state_lock, listener, journal) = take_over(&config, &mut pool, &*processes, &logger)?;
+        let taken = take_over(&config, &mut pool, &*processes, &logger)?;
         let address = config.address.clone();
         let shared = Arc::new(Shared {
-            core: Mutex::new(Core { pool, journal }),
+            core: Mutex::new(Core {
+                pool,
+                journal: taken.journal,
+                outside: taken.outside,
+            }),
             counters: Counters::default(),
             stop: AtomicBool::new(false),
             pool_dry: Bell::default(),
@@ -120,8 +124,8 @@ impl PortServer {
             address,
             shared,
             threads: Vec::new(),
-            listener: Some(listener),
-            state_lock,
+            listener: Some(taken.listener),
+            state_lock: taken.lock,
         };
         match handle.spawn_threads() {
             Ok(()) => {
@@ -146,6 +150,10 @@ impl PortServer {
 pub(super) struct Core {
     pub(super) pool: Pool,
     pub(super) journal: Option<StateFile>,
+    /// Reservations of live owners for ports outside the pool, read back
+    /// from the journal (a restart with another pool): journaled at every
+    /// rewrite, dropped when their owner is gone, never handed out.
+    pub(super) outside: Vec<(u16, Owner)>,
 }
 
 /// A flag and the condition variable to sleep on it: one thread rings,

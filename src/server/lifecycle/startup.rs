@@ -12,10 +12,20 @@ use crate::server::error::ServerError;
 use crate::server::listen::bind_listener;
 use crate::server::log::{log, Level, Logger};
 use crate::server::pool::Pool;
-use crate::server::process::{self, ProcessTable};
+use crate::server::process::{self, Owner, ProcessTable};
 use crate::server::restore::restore;
 use crate::server::state::{StateFile, StateLock};
 use crate::server::{descriptors, ranges};
+
+/// What a server owns once it has taken over: the state file's lock, the
+/// address, the journal, and the reservations the journal keeps for live
+/// owners outside the pool.
+pub(super) struct TakenOver {
+    pub(super) lock: Option<StateLock>,
+    pub(super) listener: UnixListener,
+    pub(super) journal: Option<StateFile>,
+    pub(super) outside: Vec<(u16, Owner)>,
+}
 
 /// Takes what this server will own, in the order that makes a second
 /// start change nothing: the state file's lock (a second server on this
@@ -26,9 +36,15 @@ pub(super) fn take_over(
     pool: &mut Pool,
     processes: &dyn ProcessTable,
     logger: &Logger,
-) -> Result<(Option<StateLock>, UnixListener, Option<StateFile>), ServerError> {
+) -> Result<TakenOver, ServerError> {
     let Some(path) = &config.state_file else {
-        return Ok((None, bind_listener(&config.address)?, None));
+        let listener = bind_listener(&config.address)?;
+        return Ok(TakenOver {
+            lock: None,
+            listener,
+            journal: None,
+            outside: Vec::new(),
+        });
     };
     let lock = StateLock::acquire(path).map_err(ServerError::State)?;
     log!(
@@ -40,7 +56,12 @@ pub(super) fn take_over(
     );
     let listener = bind_listener(&config.address)?;
     match load_state(path, pool, processes, logger) {
-        Ok(journal) => Ok((Some(lock), listener, Some(journal))),
+        Ok((journal, outside)) => Ok(TakenOver {
+            lock: Some(lock),
+            listener,
+            journal: Some(journal),
+            outside,
+        }),
         Err(e) => {
             unbind(&config.address, listener);
             Err(e)
@@ -57,20 +78,23 @@ pub(super) fn unbind(address: &PortServerAddress, listener: UnixListener) {
 }
 
 /// Reads the journal, puts back the reservations of live owners, logs what
-/// it found, and rewrites the journal as exactly that.
+/// it found, and rewrites the journal as exactly that: the pool's and
+/// those kept outside it (returned).
 fn load_state(
     path: &Path,
     pool: &mut Pool,
     processes: &dyn ProcessTable,
     logger: &Logger,
-) -> Result<StateFile, ServerError> {
+) -> Result<(StateFile, Vec<(u16, Owner)>), ServerError> {
     let contents = StateFile::load(path).map_err(ServerError::State)?;
     let boot = process::boot_id();
     let report = restore(&contents, boot.as_deref(), pool, processes);
     for line in report.log_lines(path) {
         log!(logger, line.0, "{}", line.1);
     }
-    StateFile::create(path, boot, pool.held()).map_err(ServerError::State)
+    let held = pool.held().chain(report.outside.iter().copied());
+    let journal = StateFile::create(path, boot, held).map_err(ServerError::State)?;
+    Ok((journal, report.outside))
 }
 
 /// Lowers the slow lane's cap so that waiting connections cannot take the
