@@ -93,14 +93,9 @@ impl RestoreReport {
                 format!("State file {path} has no valid header; reading what it can"),
             ));
         }
+        // The count, and where the lines are kept, is logged with the copy.
         for e in self.errors.iter().take(5) {
             lines.push((Level::Warning, format!("State file {path}: skipping {e}")));
-        }
-        if self.errors.len() > 5 {
-            lines.push((
-                Level::Warning,
-                format!("State file {path}: {} bad lines in all", self.errors.len()),
-            ));
         }
         if self.earlier_boot {
             lines.push((

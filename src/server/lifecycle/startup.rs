@@ -14,7 +14,7 @@ use crate::server::log::{log, Level, Logger};
 use crate::server::pool::Pool;
 use crate::server::process::{self, Owner, ProcessTable};
 use crate::server::restore::restore;
-use crate::server::state::{StateFile, StateLock};
+use crate::server::state::{keep_unreadable, StateFile, StateLock};
 use crate::server::{descriptors, ranges};
 
 /// What a server owns once it has taken over: the state file's lock, the
@@ -86,7 +86,18 @@ fn load_state(
     processes: &dyn ProcessTable,
     logger: &Logger,
 ) -> Result<(StateFile, Vec<(u16, Owner)>), ServerError> {
-    let contents = StateFile::load(path).map_err(ServerError::State)?;
+    let (contents, bytes) = StateFile::load_with_bytes(path).map_err(ServerError::State)?;
+    if !contents.errors.is_empty() {
+        let copy = keep_unreadable(path, &bytes).map_err(ServerError::State)?;
+        log!(
+            logger,
+            Level::Warning,
+            "State file {}: {} unreadable lines; the file as read is kept in {}",
+            path.display(),
+            contents.errors.len(),
+            copy.display()
+        );
+    }
     let boot = process::boot_id();
     let report = restore(&contents, boot.as_deref(), pool, processes);
     for line in report.log_lines(path) {
