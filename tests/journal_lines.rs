@@ -109,3 +109,24 @@ fn a_journal_with_unreadable_lines_is_copied_before_the_rewrite() {
     );
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), again);
 }
+
+/// When the copy cannot be written, the journal is not rewritten either:
+/// the server does not start, and the file is left as it was.
+#[test]
+fn a_journal_whose_unreadable_lines_cannot_be_copied_is_left_alone() {
+    let dir = TempDir::new("unreadable");
+    let state = dir.path().join("state");
+    let ports = pool_ports(1);
+    let text = "portpick-state 1\nnot a line\n";
+    std::fs::write(&state, text).unwrap();
+    // Something that is not ours where the copy's temporary file goes.
+    std::fs::create_dir(dir.path().join("state.unreadable.tmp")).unwrap();
+
+    let args = args(&unique_address("unreadable"), &ports, &state);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_portserver(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("state.unreadable.tmp"), "{err}");
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), text);
+}
