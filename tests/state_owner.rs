@@ -184,3 +184,35 @@ fn a_reservation_outside_the_pool_ends_with_its_owner() {
     assert!(!journaled(&state, outside, owner.pid()));
     drop(restarted);
 }
+
+/// In a test rig's process: a second server on the same state file is
+/// refused while the first runs; dropping (or stopping) the first stops its
+/// threads and frees the lock, and the next start takes it over.
+#[test]
+fn an_embedded_server_holds_its_state_file_until_dropped() {
+    use portpick::server::{ServerError, StateError};
+    let dir = TempDir::new("owner");
+    let state = dir.path().join("state");
+    let ports = pool_ports(2);
+    let with_state = |c: portpick::server::ServerConfig| c.state_file(Some(state.clone()));
+    let (address, first) = embedded_with(&ports, with_state);
+    let owner = sleeper();
+    let a = ask(&address, owner.pid()).unwrap();
+
+    let config = portpick::server::ServerConfig::new(unique_address("owner").parse().unwrap())
+        .ports(ports.clone())
+        .state_file(Some(state.clone()));
+    match portpick::server::PortServer::new(config).start() {
+        Err(ServerError::State(StateError::InUse { path, .. })) => assert_eq!(path, state),
+        other => panic!("expected InUse, got {other:?}"),
+    }
+    assert_eq!(ask(&address, owner.pid()).map(|b| b != a), Some(true));
+
+    drop(first);
+    assert!(connect(&address).is_err(), "a dropped server stops serving");
+    let (_, second) = embedded_with(&ports, with_state);
+    drop(second);
+    let (_, third) = embedded_with(&ports, with_state);
+    third.stop();
+    assert!(journaled(&state, a, owner.pid()));
+}

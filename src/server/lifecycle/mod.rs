@@ -344,3 +344,9 @@ impl ServerHandle {
         self.state_lock = None;
     }
 }
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shutdown_inner();
+    }
+}
