@@ -131,6 +131,7 @@ fn a_rewrite_keeps_live_owners_outside_the_pool() {
         forgot.log_text()
     );
     assert!(journaled(&state, a, owner.pid()));
+    assert_eq!(stat(&address, "num-ports-held-outside-pool"), 1);
     forgot.child.kill();
 
     let server = ServerProcess::start(&address, &[&pool, &state_flag]);
@@ -173,12 +174,14 @@ fn a_reservation_outside_the_pool_ends_with_its_owner() {
         "{}",
         narrow.log_text()
     );
+    assert_eq!(stat(&address, "num-ports-held-outside-pool"), 1);
     owner.kill();
     assert!(
         narrow.wait_for_log("dropped 1 reservations outside the pool"),
         "{}",
         narrow.log_text()
     );
+    assert_eq!(stat(&address, "num-ports-held-outside-pool"), 0);
     narrow.child.kill();
     let restarted = ServerProcess::start(&address, &[&pool, &state_flag]);
     assert!(!journaled(&state, outside, owner.pid()));
