@@ -304,6 +304,11 @@ fn path_sockets_stale_taken_and_not_sockets() {
     let server = PortServer::new(config()).start().unwrap();
     let owner = sleeper();
     assert!(ask(path.to_str().unwrap(), owner.pid()).is_some());
+    // Every user may connect (connecting needs write permission), whatever
+    // the umask; the directory decides who may replace the socket.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o666, "{mode:o}");
 
     // A live server there is not replaced.
     match PortServer::new(config()).start() {

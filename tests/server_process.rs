@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::fs::File;
 use std::process::Command;
 
 use support::*;
@@ -143,4 +144,57 @@ fn a_non_utf8_argument_is_a_usage_error() {
         err.contains("not valid UTF-8") && err.contains("usage:"),
         "{err}"
     );
+}
+
+/// Runs `program` with `args`, stdout and stderr as given, bounded.
+fn run_into(program: &std::path::Path, args: &[&str], out: File, err: File) -> Option<i32> {
+    let child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    wait_output(child, PATIENCE).status.code()
+}
+
+/// Output that cannot be written (a real `/dev/full`) never panics (exit
+/// 101): a usage error is still 2, help that cannot be printed is 1.
+#[test]
+fn unwritable_output_gives_the_documented_statuses() {
+    let full = || File::options().write(true).open("/dev/full").unwrap();
+    let null = || File::create("/dev/null").unwrap();
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_portserver"));
+    for program in [example_path("portserver"), bin] {
+        let name = program.display();
+        assert_eq!(
+            run_into(&program, &["--bogus"], null(), full()),
+            Some(2),
+            "{name}"
+        );
+        assert_eq!(
+            run_into(&program, &["--help"], full(), null()),
+            Some(1),
+            "{name}"
+        );
+        assert_eq!(
+            run_into(&program, &["--help"], full(), full()),
+            Some(1),
+            "{name}"
+        );
+        let empty_pool = "--portserver_static_pool=0-0";
+        assert_eq!(
+            run_into(&program, &[empty_pool], null(), full()),
+            Some(1),
+            "{name}"
+        );
+        let taken = unique_address("full");
+        let _listener = listen(&taken);
+        let address = format!("--portserver_address={taken}");
+        assert_eq!(
+            run_into(&program, &[&address], null(), full()),
+            Some(1),
+            "{name}"
+        );
+    }
 }

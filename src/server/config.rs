@@ -236,6 +236,11 @@ signals:
   logs its statistics) ends it too: safe Rust cannot catch a signal. Ask
   `portpicker --stats ADDR` for the statistics instead. With
   --portserver_state_file no reservation is lost however the server ends.
+
+exit status:
+  0 after --help, 2 for a usage error, 1 when the server cannot start (no
+  valid port, the address or the state file in use by another server, a
+  state file that cannot be written) or --help cannot be printed.
 ";
 
 /// Parses the portserver's flags (without the program name). Both

@@ -2,6 +2,7 @@
 //! the `portserver` binary and `cargo run --example portserver`.
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::process::ExitCode;
 
 use crate::server::config::{parse_args, Command, USAGE};
@@ -10,9 +11,10 @@ use crate::server::log::{Level, Logger};
 
 /// Runs the portserver daemon with `args` (the command line without the
 /// program name), as `portserver --help` describes, until it is killed.
-/// Returns 0 after `--help`, 2 for a usage error, 1 when the server cannot
-/// start (a pool with no valid port, an address in use, a state file that
-/// cannot be written).
+/// Returns 0 after `--help` (1 when the help cannot be written), 2 for a
+/// usage error, 1 when the server cannot start (a pool with no valid port,
+/// an address or state file in use, a state file that cannot be written).
+/// Output that cannot be written never changes these, and never panics.
 ///
 /// ```no_run
 /// fn main() -> std::process::ExitCode {
@@ -25,23 +27,24 @@ pub fn run_daemon(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         match arg.into_string() {
             Ok(arg) => utf8.push(arg),
             Err(arg) => {
-                eprintln!("portserver: error: argument {arg:?} is not valid UTF-8\n{USAGE}");
-                return ExitCode::from(2);
+                let message = format!("argument {arg:?} is not valid UTF-8\n{USAGE}");
+                return complain(&message, 2);
             }
         }
     }
     let (config, skipped) = match parse_args(utf8) {
         Ok(Command::Help) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
+            let mut out = std::io::stdout().lock();
+            return match out.write_all(USAGE.as_bytes()).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::from(1),
+            };
         }
         Ok(Command::Run { config, skipped }) => (config, skipped),
         Err(e) => {
-            eprintln!("portserver: error: {e}");
-            if e.exit_code() == 2 {
-                eprint!("{USAGE}");
-            }
-            return ExitCode::from(e.exit_code() as u8);
+            let code = e.exit_code() as u8;
+            let usage = if code == 2 { USAGE } else { "" };
+            return complain(&format!("{e}\n{usage}"), code);
         }
     };
     let logger = Logger::new(config.log_level);
@@ -58,4 +61,15 @@ pub fn run_daemon(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Writes `portserver: error: MESSAGE` to stderr (an unwritable stderr is
+/// ignored: the status says it all) and returns `code`.
+fn complain(message: &str, code: u8) -> ExitCode {
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "portserver: error: {message}");
+    if !message.ends_with('\n') {
+        let _ = writeln!(err);
+    }
+    ExitCode::from(code)
 }

@@ -1,6 +1,7 @@
 //! Binding the listener: the first step of every request is a connection to
 //! the socket bound here. A live server on the address is never displaced;
-//! the leftover socket file of a killed one is.
+//! the leftover socket file of a killed one is. A socket file is open to
+//! every user (mode 0666); its directory decides who may replace it.
 
 use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -39,5 +40,18 @@ pub(super) fn bind_listener(address: &PortServerAddress) -> Result<UnixListener,
             }
         }
     }
-    UnixListener::bind_addr(&addr).map_err(bind_err)
+    let listener = UnixListener::bind_addr(&addr).map_err(bind_err)?;
+    if let PortServerAddress::Path(path) = address {
+        // Connecting needs write permission on the socket file, which the
+        // umask takes from other users: every user may connect, as to an
+        // abstract address; who may replace the socket is the directory's
+        // business.
+        use std::os::unix::fs::PermissionsExt;
+        let everyone = std::fs::Permissions::from_mode(0o666);
+        if let Err(e) = std::fs::set_permissions(path, everyone) {
+            let _ = std::fs::remove_file(path);
+            return Err(bind_err(e));
+        }
+    }
+    Ok(listener)
 }

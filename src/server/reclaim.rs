@@ -1,6 +1,7 @@
 //! Reclaiming ports of gone owners: a thread sweeps every owner once a
 //! second (and at once when the pool runs dry), reading the process table
-//! outside the pool lock, and logs statistics at `--verbose`.
+//! outside the pool lock, and logs statistics at `--verbose`. Owners of
+//! reservations kept outside the pool are swept too; theirs are dropped.
 
 use std::sync::atomic::Ordering;
 use std::thread;
@@ -34,43 +35,7 @@ pub(super) fn reclaim_loop(shared: &Shared) {
             return;
         }
         last_sweep = Instant::now();
-        let owners = lock(&shared.core).pool.owners();
-        let mut dead: Vec<Owner> = Vec::new();
-        for owner in owners {
-            match presence(&*shared.processes, owner) {
-                Presence::Alive => {}
-                Presence::Gone => dead.push(owner),
-                Presence::Unknown(e) => {
-                    shared
-                        .counters
-                        .owner_check_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    if let Some(held_back) = check_errors.admit() {
-                        log!(
-                            shared.logger,
-                            Level::Warning,
-                            "cannot tell whether pid {} runs ({e}); keeping its ports{}",
-                            owner.pid,
-                            more(held_back)
-                        );
-                    }
-                }
-            }
-        }
-        if !dead.is_empty() {
-            let mut core = lock(&shared.core);
-            let mut n = 0;
-            for owner in &dead {
-                n += core.pool.release_owner(*owner);
-            }
-            drop(core);
-            log!(
-                shared.logger,
-                Level::Debug,
-                "Reclaimed {n} ports from {} dead owners",
-                dead.len()
-            );
-        }
+        sweep(shared, &check_errors);
         if let Some(every) = shared.config.stats_interval {
             if shared.logger.enabled(Level::Verbose) && last_stats.elapsed() >= every {
                 last_stats = Instant::now();
@@ -79,6 +44,65 @@ pub(super) fn reclaim_loop(shared: &Shared) {
                 }
             }
         }
+    }
+}
+
+/// Checks every owner outside the lock, then takes back the ports of the
+/// gone ones: the pool's go back to the queue; those outside the pool are
+/// dropped (the next rewrite of the journal leaves them out).
+fn sweep(shared: &Shared, check_errors: &Throttle) {
+    let (mut owners, outside) = {
+        let core = lock(&shared.core);
+        let outside: Vec<Owner> = core.outside.iter().map(|&(_, o)| o).collect();
+        (core.pool.owners(), outside)
+    };
+    owners.extend(outside);
+    // Sorted, so `dead` is too and can be searched.
+    owners.sort_unstable();
+    owners.dedup();
+    let mut dead: Vec<Owner> = Vec::new();
+    for owner in owners {
+        match presence(&*shared.processes, owner) {
+            Presence::Alive => {}
+            Presence::Gone => dead.push(owner),
+            Presence::Unknown(e) => {
+                shared
+                    .counters
+                    .owner_check_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Some(held_back) = check_errors.admit() {
+                    log!(
+                        shared.logger,
+                        Level::Warning,
+                        "cannot tell whether pid {} runs ({e}); keeping its ports{}",
+                        owner.pid,
+                        more(held_back)
+                    );
+                }
+            }
+        }
+    }
+    if dead.is_empty() {
+        return;
+    }
+    let mut core = lock(&shared.core);
+    let n: usize = dead.iter().map(|&o| core.pool.release_owner(o)).sum();
+    let before = core.outside.len();
+    core.outside.retain(|(_, o)| dead.binary_search(o).is_err());
+    let dropped = before - core.outside.len();
+    drop(core);
+    log!(
+        shared.logger,
+        Level::Debug,
+        "Reclaimed {n} ports from {} dead owners",
+        dead.len()
+    );
+    if dropped > 0 {
+        log!(
+            shared.logger,
+            Level::Info,
+            "Owners gone: dropped {dropped} reservations outside the pool"
+        );
     }
 }
 

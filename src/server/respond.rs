@@ -48,7 +48,10 @@ impl std::ops::DerefMut for PoolGuard<'_> {
 impl Shared {
     /// The `name value` pairs of the `stats` answer: Python's names first.
     pub(super) fn stats(&self) -> Vec<(&'static str, u64)> {
-        let p = lock(&self.core).pool.stats();
+        let (p, outside) = {
+            let core = lock(&self.core);
+            (core.pool.stats(), core.outside.len() as u64)
+        };
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         vec![
@@ -63,6 +66,7 @@ impl Shared {
             ("num-ports-free", p.free),
             ("num-ports-held", p.held),
             ("num-owners", p.owners),
+            ("num-ports-held-outside-pool", outside),
             ("denied-quota", p.denied_quota),
             ("denied-pid", get(&c.denied_pid)),
             ("denied-exhausted", p.denied - p.denied_quota),
@@ -133,7 +137,11 @@ impl Shared {
             &*self.prober,
             &*self.processes,
         )?;
-        let Core { pool, journal } = &mut *core.0;
+        let Core {
+            pool,
+            journal,
+            outside,
+        } = &mut *core.0;
         if let Some(journal) = journal {
             if let Err(e) = journal.append(port, owner) {
                 pool.release_port(port, owner);
@@ -145,8 +153,8 @@ impl Shared {
                 );
                 return Err(Denial::NotPersisted);
             }
-            if journal.wants_compaction(pool.stats().held as usize) {
-                if let Err(e) = journal.compact(pool.held()) {
+            if journal.wants_compaction(pool.stats().held as usize + outside.len()) {
+                if let Err(e) = journal.compact(pool.held().chain(outside.iter().copied())) {
                     log!(
                         self.logger,
                         Level::Error,

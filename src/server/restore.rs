@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::server::log::Level;
 use crate::server::pool::Pool;
-use crate::server::process::{presence, Presence, ProcessTable};
+use crate::server::process::{presence, Owner, Presence, ProcessTable};
 use crate::server::state::{StateContents, StateLineError};
 
 /// What restoring a journal did.
@@ -16,8 +16,11 @@ pub struct RestoreReport {
     pub kept: usize,
     /// Dropped: their owner is gone (or the file is from an earlier boot).
     pub gone: usize,
-    /// Dropped: the port is not in the pool.
-    pub outside: usize,
+    /// Kept outside the pool: reservations of owners that still run (or
+    /// could not be checked) for ports the pool does not manage (a restart
+    /// with another pool). They stay reserved and journaled until their
+    /// owner is gone, and then are dropped, never handed out.
+    pub outside: Vec<(u16, Owner)>,
     /// Of `kept`, owners the process table could not check (kept, since
     /// only a sure "gone" frees a port).
     pub unchecked: usize,
@@ -60,10 +63,6 @@ pub fn restore(
         if std::mem::replace(&mut seen[port as usize], true) {
             continue;
         }
-        if !pool.manages(port) {
-            report.outside += 1;
-            continue;
-        }
         let unchecked = match presence(processes, owner) {
             Presence::Gone => {
                 report.gone += 1;
@@ -72,7 +71,10 @@ pub fn restore(
             Presence::Alive => false,
             Presence::Unknown(_) => true,
         };
-        if pool.restore(port, owner) {
+        if !pool.manages(port) {
+            report.outside.push((port, owner));
+            report.unchecked += usize::from(unchecked);
+        } else if pool.restore(port, owner) {
             report.kept += 1;
             report.unchecked += usize::from(unchecked);
         }
@@ -91,14 +93,9 @@ impl RestoreReport {
                 format!("State file {path} has no valid header; reading what it can"),
             ));
         }
+        // The count, and where the lines are kept, is logged with the copy.
         for e in self.errors.iter().take(5) {
             lines.push((Level::Warning, format!("State file {path}: skipping {e}")));
-        }
-        if self.errors.len() > 5 {
-            lines.push((
-                Level::Warning,
-                format!("State file {path}: {} bad lines in all", self.errors.len()),
-            ));
         }
         if self.earlier_boot {
             lines.push((
@@ -115,15 +112,36 @@ impl RestoreReport {
                 ),
             ));
         }
+        if !self.outside.is_empty() {
+            lines.push((
+                Level::Warning,
+                format!(
+                    "State file {path}: kept {} reservations of live owners outside the pool (ports {}); they stay reserved until their owners exit",
+                    self.outside.len(),
+                    port_list(&self.outside)
+                ),
+            ));
+        }
         if self.entries > 0 || !self.errors.is_empty() {
             lines.push((
                 Level::Info,
                 format!(
-                    "State file {path}: restored {} reservations, dropped {} of gone owners, {} outside the pool",
-                    self.kept, self.gone, self.outside
+                    "State file {path}: restored {} reservations, dropped {} of gone owners, kept {} outside the pool",
+                    self.kept,
+                    self.gone,
+                    self.outside.len()
                 ),
             ));
         }
         lines
     }
+}
+
+/// The first few ports of `held`, for a log line.
+fn port_list(held: &[(u16, Owner)]) -> String {
+    let mut list: Vec<String> = held.iter().take(8).map(|(p, _)| p.to_string()).collect();
+    if held.len() > 8 {
+        list.push("...".to_string());
+    }
+    list.join(" ")
 }

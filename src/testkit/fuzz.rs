@@ -191,13 +191,17 @@ pub fn ranges(data: &[u8]) {
 
 /// The state-file loader: never panics; every non-empty line is the header,
 /// an entry or an error (numbered in order); entries have a valid port and
-/// pid; and what it read, written out again, reads back the same.
+/// pid; what it read, written out again, reads back the same; and the
+/// same file with CRLF line ends reads the same.
 pub fn state(data: &[u8]) {
     let s = parse_state(data);
     for (port, owner) in &s.entries {
         assert!(*port != 0 && owner.pid > 1);
     }
-    let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+    let lines: Vec<&[u8]> = data
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .collect();
     let non_empty = lines.iter().filter(|l| !l.is_empty()).count();
     let first = lines.first().copied().unwrap_or_default();
     let header = usize::from(
@@ -220,6 +224,21 @@ pub fn state(data: &[u8]) {
     assert!(!again.bad_header && again.errors.is_empty(), "{again:?}");
     assert_eq!(again.boot_id, s.boot_id);
     assert_eq!(again.entries, s.entries);
+    same_with_crlf(data);
+}
+
+/// `data` without its CRs, and that with every LF made CRLF, parse alike:
+/// a journal converted to CRLF loses nothing.
+fn same_with_crlf(data: &[u8]) {
+    let lf: Vec<u8> = data.iter().copied().filter(|&b| b != b'\r').collect();
+    let mut crlf = Vec::with_capacity(lf.len() * 2);
+    for &b in &lf {
+        if b == b'\n' {
+            crlf.push(b'\r');
+        }
+        crlf.push(b);
+    }
+    assert_eq!(parse_state(&lf), parse_state(&crlf));
 }
 
 /// The pool driven by `data` read as operations, two bytes each (see

@@ -16,15 +16,14 @@ use crate::probe::{Prober, SocketProber};
 use crate::server::accept::{accept_loop, slow_lane, Pending};
 use crate::server::config::ServerConfig;
 use crate::server::error::ServerError;
-use crate::server::listen::bind_listener;
 use crate::server::log::{log, Level, Logger, Throttle};
 use crate::server::pool::Pool;
-use crate::server::process::{ProcFs, ProcessTable};
+use crate::server::process::{Owner, ProcFs, ProcessTable};
 use crate::server::reclaim::reclaim_loop;
 use crate::server::respond::Counters;
-use crate::server::state::StateFile;
+use crate::server::state::{StateFile, StateLock};
 use crate::sync::lock;
-use startup::{fit_to_descriptor_limit, load_state, warn_about_kernel_ranges};
+use startup::{fit_to_descriptor_limit, take_over, unbind, warn_about_kernel_ranges};
 
 /// A portserver, ready to start.
 ///
@@ -79,12 +78,15 @@ impl PortServer {
         self
     }
 
-    /// Binds the socket, loads the state file and starts serving.
+    /// Takes the state file's lock, binds the socket, loads the state file
+    /// and starts serving. A start that fails has changed nothing that
+    /// another server owns.
     ///
     /// # Errors
     ///
     /// [`ServerError`]: the address is taken by a live server or by a file
-    /// that is not a socket, the pool is empty, or the state file cannot be
+    /// that is not a socket, the pool is empty, the state file is in use by
+    /// another server ([`crate::server::StateError::InUse`]) or cannot be
     /// written.
     pub fn start(self) -> Result<ServerHandle, ServerError> {
         let PortServer {
@@ -99,14 +101,14 @@ impl PortServer {
             return Err(ServerError::EmptyPool);
         }
         warn_about_kernel_ranges(&logger, &config.ports);
-        let journal = match &config.state_file {
-            None => None,
-            Some(path) => Some(load_state(path, &mut pool, &*processes, &logger)?),
-        };
-        let listener = bind_listener(&config.address)?;
+        let taken = take_over(&config, &mut pool, &*processes, &logger)?;
         let address = config.address.clone();
         let shared = Arc::new(Shared {
-            core: Mutex::new(Core { pool, journal }),
+            core: Mutex::new(Core {
+                pool,
+                journal: taken.journal,
+                outside: taken.outside,
+            }),
             counters: Counters::default(),
             stop: AtomicBool::new(false),
             pool_dry: Bell::default(),
@@ -122,7 +124,8 @@ impl PortServer {
             address,
             shared,
             threads: Vec::new(),
-            listener: Some(listener),
+            listener: Some(taken.listener),
+            state_lock: taken.lock,
         };
         match handle.spawn_threads() {
             Ok(()) => {
@@ -147,6 +150,10 @@ impl PortServer {
 pub(super) struct Core {
     pub(super) pool: Pool,
     pub(super) journal: Option<StateFile>,
+    /// Reservations of live owners for ports outside the pool, read back
+    /// from the journal (a restart with another pool): journaled at every
+    /// rewrite, dropped when their owner is gone, never handed out.
+    pub(super) outside: Vec<(u16, Owner)>,
 }
 
 /// A flag and the condition variable to sleep on it: one thread rings,
@@ -214,6 +221,8 @@ pub struct ServerHandle {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     listener: Option<UnixListener>,
+    /// Held while serving: no other server touches the state file.
+    state_lock: Option<StateLock>,
 }
 
 impl fmt::Debug for ServerHandle {
@@ -323,16 +332,16 @@ impl ServerHandle {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        if self.listener.take().is_some() {
-            if let PortServerAddress::Path(p) = &self.address {
-                let _ = std::fs::remove_file(p);
-            }
+        if let Some(listener) = self.listener.take() {
+            unbind(&self.address, listener);
             let shared = &self.shared;
             for (name, value) in shared.stats() {
                 log!(shared.logger, Level::Info, "{name} {value}");
             }
             log!(shared.logger, Level::Info, "Goodbye.");
         }
+        // Every thread that could write the journal has been joined.
+        self.state_lock = None;
     }
 }
 

@@ -1,33 +1,111 @@
-//! What starting does before the socket is bound: fit the slow lane to the
-//! open-files limit, warn about pool ports the kernel may hand out, and
-//! read the journal back into the pool.
+//! What starting does before the server threads run: fit the slow lane to
+//! the open-files limit, warn about pool ports the kernel may hand out,
+//! take the state file's lock and the address, and read the journal back
+//! into the pool.
 
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 
+use crate::address::PortServerAddress;
 use crate::server::config::ServerConfig;
 use crate::server::error::ServerError;
+use crate::server::listen::bind_listener;
 use crate::server::log::{log, Level, Logger};
 use crate::server::pool::Pool;
-use crate::server::process::{self, ProcessTable};
+use crate::server::process::{self, Owner, ProcessTable};
 use crate::server::restore::restore;
-use crate::server::state::StateFile;
+use crate::server::state::{keep_unreadable, StateFile, StateLock};
 use crate::server::{descriptors, ranges};
 
+/// What a server owns once it has taken over: the state file's lock, the
+/// address, the journal, and the reservations the journal keeps for live
+/// owners outside the pool.
+pub(super) struct TakenOver {
+    pub(super) lock: Option<StateLock>,
+    pub(super) listener: UnixListener,
+    pub(super) journal: Option<StateFile>,
+    pub(super) outside: Vec<(u16, Owner)>,
+}
+
+/// Takes what this server will own, in the order that makes a second
+/// start change nothing: the state file's lock (a second server on this
+/// file stops here), then the address (a second server on it stops here),
+/// and only then the journal, read and rewritten.
+pub(super) fn take_over(
+    config: &ServerConfig,
+    pool: &mut Pool,
+    processes: &dyn ProcessTable,
+    logger: &Logger,
+) -> Result<TakenOver, ServerError> {
+    let Some(path) = &config.state_file else {
+        let listener = bind_listener(&config.address)?;
+        return Ok(TakenOver {
+            lock: None,
+            listener,
+            journal: None,
+            outside: Vec::new(),
+        });
+    };
+    let lock = StateLock::acquire(path).map_err(ServerError::State)?;
+    log!(
+        logger,
+        Level::Debug,
+        "Holding {} as the lock on state file {}",
+        lock.name(),
+        path.display()
+    );
+    let listener = bind_listener(&config.address)?;
+    match load_state(path, pool, processes, logger) {
+        Ok((journal, outside)) => Ok(TakenOver {
+            lock: Some(lock),
+            listener,
+            journal: Some(journal),
+            outside,
+        }),
+        Err(e) => {
+            unbind(&config.address, listener);
+            Err(e)
+        }
+    }
+}
+
+/// Closes `listener` and removes its socket file (for a path address).
+pub(super) fn unbind(address: &PortServerAddress, listener: UnixListener) {
+    drop(listener);
+    if let PortServerAddress::Path(p) = address {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
 /// Reads the journal, puts back the reservations of live owners, logs what
-/// it found, and rewrites the journal as exactly that.
-pub(super) fn load_state(
+/// it found, and rewrites the journal as exactly that: the pool's and
+/// those kept outside it (returned).
+fn load_state(
     path: &Path,
     pool: &mut Pool,
     processes: &dyn ProcessTable,
     logger: &Logger,
-) -> Result<StateFile, ServerError> {
-    let contents = StateFile::load(path).map_err(ServerError::State)?;
+) -> Result<(StateFile, Vec<(u16, Owner)>), ServerError> {
+    let (contents, bytes) = StateFile::load_with_bytes(path).map_err(ServerError::State)?;
+    if !contents.errors.is_empty() {
+        let copy = keep_unreadable(path, &bytes).map_err(ServerError::State)?;
+        log!(
+            logger,
+            Level::Warning,
+            "State file {}: {} unreadable lines; the file as read is kept in {}",
+            path.display(),
+            contents.errors.len(),
+            copy.display()
+        );
+    }
     let boot = process::boot_id();
     let report = restore(&contents, boot.as_deref(), pool, processes);
     for line in report.log_lines(path) {
         log!(logger, line.0, "{}", line.1);
     }
-    StateFile::create(path, boot, pool.held()).map_err(ServerError::State)
+    let held = pool.held().chain(report.outside.iter().copied());
+    let journal = StateFile::create(path, boot, held).map_err(ServerError::State)?;
+    Ok((journal, report.outside))
 }
 
 /// Lowers the slow lane's cap so that waiting connections cannot take the

@@ -36,6 +36,14 @@ pub enum StateError {
         /// The path.
         path: PathBuf,
     },
+    /// Another process (a live portserver) holds the state file's lock:
+    /// nothing is read or written.
+    InUse {
+        /// The path.
+        path: PathBuf,
+        /// The lock's name, `@portpick/state/...`.
+        lock: String,
+    },
 }
 
 impl fmt::Display for StateError {
@@ -59,6 +67,11 @@ impl fmt::Display for StateError {
             StateError::Replaced { path } => write!(
                 f,
                 "state file {} was replaced or removed while serving; not writing to it",
+                path.display()
+            ),
+            StateError::InUse { path, lock } => write!(
+                f,
+                "state file {} is in use by another portserver (it holds the lock {lock}); not touching it",
                 path.display()
             ),
         }

@@ -36,7 +36,8 @@ pub struct StateContents {
     pub bad_header: bool,
 }
 
-/// Parses a state file's bytes. Never panics; keeps every good line.
+/// Parses a state file's bytes. Never panics; keeps every good line. Lines
+/// end with LF or CRLF.
 ///
 /// ```
 /// use portpick::__private::server::parse_state;
@@ -44,6 +45,8 @@ pub struct StateContents {
 /// assert_eq!(s.boot_id.as_deref(), Some("abc"));
 /// assert_eq!(s.entries.len(), 1);
 /// assert_eq!(s.errors.len(), 1); // the truncated last line
+/// let crlf = parse_state(b"portpick-state 1 boot=abc\r\n15000 42 777\r\n");
+/// assert_eq!((crlf.boot_id.as_deref(), crlf.entries.len()), (Some("abc"), 1));
 /// ```
 pub fn parse_state(buf: &[u8]) -> StateContents {
     let mut out = StateContents::default();
@@ -65,6 +68,9 @@ pub fn parse_state(buf: &[u8]) -> StateContents {
         _ => out.bad_header = !buf.is_empty(),
     }
     for (i, line) in lines {
+        // A journal that went through an editor or another OS may end its
+        // lines with CRLF: the CR is not part of the line.
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             continue;
         }

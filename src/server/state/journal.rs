@@ -52,9 +52,21 @@ impl StateFile {
     /// bytes without our header (the file is not touched), and
     /// [`StateError::Io`] when it cannot be read.
     pub fn load(path: &Path) -> Result<StateContents, StateError> {
+        Self::load_with_bytes(path).map(|(contents, _)| contents)
+    }
+
+    /// As [`StateFile::load`], and gives back the bytes read too (to keep
+    /// a copy of a journal with lines that could not be read).
+    ///
+    /// # Errors
+    ///
+    /// As [`StateFile::load`].
+    pub fn load_with_bytes(path: &Path) -> Result<(StateContents, Vec<u8>), StateError> {
         let meta = match fs::symlink_metadata(path) {
             Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(StateContents::default()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok((StateContents::default(), Vec::new()))
+            }
             Err(e) => return Err(io_err(path, "read")(e)),
         };
         if meta.file_type().is_symlink() {
@@ -84,7 +96,7 @@ impl StateFile {
                 path: path.to_path_buf(),
             });
         }
-        Ok(contents)
+        Ok((contents, buf))
     }
 
     /// Writes `held` as the whole state at `path` (atomically) and keeps

@@ -12,6 +12,13 @@
 //! `fsync`ed, renamed over `PATH`, and the directory `fsync`ed, so a crash
 //! at any point leaves either the old journal or the new one.
 //!
+//! Lines end with LF or CRLF. A journal with lines that cannot be read is
+//! copied as read to `PATH.unreadable` before it is rewritten without them.
+//!
+//! One server per state file: a server takes the file's [`StateLock`]
+//! before it binds its address or reads the journal, and holds it while it
+//! runs.
+//!
 //! The path is trusted only as far as it is ours: a symbolic link, or a
 //! file without our header, is refused and left alone; `PATH.tmp` is
 //! created exclusively, never through a link.
@@ -19,8 +26,11 @@
 mod error;
 mod format;
 mod journal;
+mod lock;
 mod snapshot;
 
 pub use error::StateError;
 pub use format::{format_entry, format_header, parse_state, StateContents, StateLineError};
 pub use journal::StateFile;
+pub use lock::StateLock;
+pub(crate) use snapshot::keep_unreadable;

@@ -23,26 +23,14 @@ pub(super) fn write_snapshot(
     held: impl IntoIterator<Item = (u16, Owner)>,
     replacing: Option<(u64, u64)>,
 ) -> Result<(File, usize, u64), StateError> {
-    let tmp = tmp_path(path);
+    let tmp = with_suffix(path, ".tmp");
     let mut text = format_header(boot_id);
     let mut lines = 0;
     for (port, owner) in held {
         text.push_str(&format_entry(port, owner));
         lines += 1;
     }
-    match fs::symlink_metadata(&tmp) {
-        Ok(m) if m.file_type().is_symlink() => return Err(StateError::Symlink { path: tmp }),
-        // A leftover of ours (a crash mid-snapshot).
-        Ok(m) if m.is_file() => fs::remove_file(&tmp).map_err(io_err(path, "remove"))?,
-        Ok(_) => return Err(StateError::NotAJournal { path: tmp }),
-        Err(_) => {}
-    }
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(io_err(path, "create"))?;
+    let mut f = create_fresh(path, &tmp)?;
     let written = f
         .write_all(text.as_bytes())
         .map_err(io_err(path, "write"))
@@ -73,11 +61,60 @@ pub(super) fn write_snapshot(
     Ok((f, lines, text.len() as u64))
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
+/// Creates `tmp` (beside the state file at `path`) exclusively, after
+/// removing a leftover regular file of ours there (a crash mid-write); a
+/// link or anything else there is refused, never followed.
+fn create_fresh(path: &Path, tmp: &Path) -> Result<File, StateError> {
+    match fs::symlink_metadata(tmp) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(StateError::Symlink {
+                path: tmp.to_path_buf(),
+            })
+        }
+        Ok(m) if m.is_file() => fs::remove_file(tmp).map_err(io_err(path, "remove"))?,
+        Ok(_) => {
+            return Err(StateError::NotAJournal {
+                path: tmp.to_path_buf(),
+            })
+        }
+        Err(_) => {}
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .map_err(io_err(path, "create"))
+}
+
+/// Writes `bytes` (a journal as read, lines that could not be read and
+/// all) to `PATH.unreadable`, atomically and synced, replacing an earlier
+/// copy: what the rewrite leaves out stays on disk for a person to read.
+///
+/// # Errors
+///
+/// The copy cannot be written: the journal must not be rewritten either.
+pub(crate) fn keep_unreadable(path: &Path, bytes: &[u8]) -> Result<PathBuf, StateError> {
+    let copy = with_suffix(path, ".unreadable");
+    let tmp = with_suffix(&copy, ".tmp");
+    let action = "copy the unreadable lines of";
+    let mut f = create_fresh(path, &tmp)?;
+    let written = f
+        .write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| fs::rename(&tmp, &copy));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(path, action)(e));
+    }
+    Ok(copy)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path
         .file_name()
         .map(|n| n.to_os_string())
         .unwrap_or_default();
-    name.push(".tmp");
+    name.push(suffix);
     path.with_file_name(name)
 }
