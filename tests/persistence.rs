@@ -166,7 +166,8 @@ fn a_corrupt_file_is_reported_and_what_can_be_read_is_kept() {
     assert_eq!(ask(&address, other.pid()), None);
 
     // Binary garbage with no header at all is not ours: refused, untouched
-    // (tests/state_faults.rs has the other files that are not journals).
+    // (tests/kit/tests/state_faults.rs has the other files that are not
+    // journals).
     let garbage = [0xffu8, 0, 0x80, b'\n', 0x7f];
     std::fs::write(&state, garbage).unwrap();
     let out = run_portserver(&[
