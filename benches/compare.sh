@@ -5,7 +5,7 @@
 #   PORTPICK_PYTHON=/path/to/venv/bin/python benches/compare.sh
 #
 # Runs Python's portpicker (timeit) and portserver.py (driven by our Rust
-# client, benches/server.rs in PORTPICK_BENCH_SERVER mode), our example
+# client, tests/kit/benches/server.rs in PORTPICK_BENCH_SERVER mode), our example
 # portserver the same way, then `cargo bench`, and prints ours, theirs, the
 # ratio and where each target of issues 4 and 11 stands. Every figure is a median
 # over rounds; on a shared 2-core machine compare the ratios, not the
@@ -19,6 +19,9 @@ export CARGO_TERM_COLOR=never
 echo "== building (release)"
 cargo build --release --quiet --example portserver --bin portpicker
 cargo bench --no-run --quiet 2>/dev/null
+# The server bench uses the test kit's fakes: it lives in the kit package.
+kit=(--manifest-path tests/kit/Cargo.toml)
+cargo bench "${kit[@]}" --no-run --quiet 2>/dev/null
 target="$(cargo metadata --format-version 1 --no-deps | "$py" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 ours_tool="$target/release/portpicker"
 ours_server="$target/release/examples/portserver"
@@ -82,7 +85,7 @@ wait_for() { # address
 
 bench_external() { # label address pid
     PORTPICK_BENCH_SERVER="$2" PORTPICK_BENCH_NOPORT=1 PORTPICK_BENCH_SERVER_PID="$3" \
-        cargo bench --quiet --bench server 2>"$tmp/ext.err" | cat >&2
+        cargo bench "${kit[@]}" --quiet --bench server 2>"$tmp/ext.err" | cat >&2
     sed -n "s/^BENCH ext_/$1_/p" "$tmp/ext.err"
 }
 
@@ -104,7 +107,7 @@ kill "$rspid"; cat "$tmp/rsserver.txt"
 
 echo "== cargo bench"
 cargo bench --quiet --bench pick 2>"$tmp/pick.txt" | grep -v '^$\|^running 0\|^test result'
-cargo bench --quiet --bench server 2>"$tmp/server.txt" | grep -v '^$\|^running 0\|^test result'
+cargo bench "${kit[@]}" --quiet --bench server 2>"$tmp/server.txt" | grep -v '^$\|^running 0\|^test result'
 
 "$py" - "$tmp" "$(nproc)" "$(uname -r)" <<'PYEOF'
 import sys

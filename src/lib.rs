@@ -79,6 +79,7 @@ mod protocol;
 mod rand;
 pub mod server;
 mod sync;
+#[cfg(feature = "testkit")]
 mod testkit;
 
 pub use address::{AddressError, PortServerAddress};
@@ -207,6 +208,7 @@ pub mod __private {
     pub mod protocol {
         pub use crate::protocol::*;
     }
+    #[cfg(feature = "testkit")]
     pub use crate::testkit::{fakes, fuzz, pool_model};
 
     /// The portserver's insides.

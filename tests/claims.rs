@@ -14,8 +14,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 
-use portpick::__private::fakes::FakeProber;
-use portpick::{NoFreePortReason, Picker};
+use portpick::{NoFreePortReason, Picker, Prober, Protocol};
 use support::*;
 
 /// Child mode. Commands on stdin, one per line, answered on stdout:
@@ -217,9 +216,23 @@ fn eight_processes_hold_four_hundred_distinct_ports() {
     }
 }
 
+/// A prober whose kernel offers `port` every time, free on every check:
+/// the claims alone decide.
+#[derive(Debug)]
+struct Offering(u16);
+
+impl Prober for Offering {
+    fn is_free(&self, _: u16, _: Protocol) -> bool {
+        true
+    }
+    fn kernel_port(&self, _: Protocol) -> Option<u16> {
+        Some(self.0)
+    }
+}
+
 /// A default picker (documented claim names) offered only `port`.
-fn offering(port: u16) -> Picker<FakeProber> {
-    Picker::with_prober(FakeProber::new().always_offering(port)).ignore_environment()
+fn offering(port: u16) -> Picker<Offering> {
+    Picker::with_prober(Offering(port)).ignore_environment()
 }
 
 /// Whether a picker offered `port` gets it, soon. A released claim can

@@ -6,10 +6,7 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::time::Duration;
 
-use portpick::__private::fakes::{FakeProber, FakeProcesses};
 use portpick::server::{Level, PortServer, ServerConfig, ServerError};
 use support::*;
 
@@ -169,7 +166,8 @@ fn a_corrupt_file_is_reported_and_what_can_be_read_is_kept() {
     assert_eq!(ask(&address, other.pid()), None);
 
     // Binary garbage with no header at all is not ours: refused, untouched
-    // (tests/state_faults.rs has the other files that are not journals).
+    // (tests/kit/tests/state_faults.rs has the other files that are not
+    // journals).
     let garbage = [0xffu8, 0, 0x80, b'\n', 0x7f];
     std::fs::write(&state, garbage).unwrap();
     let out = run_portserver(&[
@@ -210,58 +208,4 @@ fn an_unwritable_state_file_is_an_error_at_start() {
         Err(ServerError::State(e)) => assert!(e.to_string().contains("a-file"), "{e}"),
         other => panic!("expected a state error, got {other:?}"),
     }
-}
-
-/// Thousands of allocations by owners that come and go: the journal is
-/// compacted, stays small, and still holds exactly the live reservations.
-#[test]
-fn the_journal_is_compacted() {
-    let dir = TempDir::new("state");
-    let state = dir.path().join("state");
-    let table = Arc::new(FakeProcesses::new());
-    let ports: Vec<u16> = (40000..40040).collect();
-    let config = ServerConfig::new(unique_address("compact").parse().unwrap())
-        .ports(ports.clone())
-        .state_file(Some(state.clone()))
-        .reclaim_interval(Duration::from_millis(5))
-        .log_level(Level::Error);
-    let address = config.address.to_string();
-    let server = PortServer::new(config)
-        .prober(FakeProber::new())
-        .process_table(Arc::clone(&table))
-        .start()
-        .unwrap();
-    let mut pid = 1000;
-    for round in 0..70 {
-        // 30 owners take one port each, then all but the last die.
-        for _ in 0..30 {
-            pid += 1;
-            table.start(pid, round);
-            assert!(ask(&address, pid).is_some(), "round {round} pid {pid}");
-        }
-        // This round's 29 and the last round's survivor.
-        for dead in pid - 30..pid {
-            table.end(dead);
-        }
-        assert!(eventually(|| stat(&address, "num-ports-held") <= 1));
-    }
-    assert_eq!(stat(&address, "total-allocations"), 70 * 30);
-    let lines = journal(&state).len();
-    assert!(lines <= 1100, "journal not compacted: {lines} lines");
-    drop(server);
-
-    // The last owner alive is restored from the compacted journal.
-    let config = ServerConfig::new(unique_address("compact").parse().unwrap())
-        .ports(ports)
-        .state_file(Some(state.clone()))
-        .log_level(Level::Error);
-    let address = config.address.to_string();
-    let _server = PortServer::new(config)
-        .prober(FakeProber::new())
-        .process_table(Arc::clone(&table))
-        .start()
-        .unwrap();
-    assert_eq!(stat(&address, "num-ports-held"), 1);
-    assert_eq!(journal(&state).len(), 1);
-    assert_eq!(journal(&state)[0].1, pid);
 }

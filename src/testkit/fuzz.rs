@@ -1,5 +1,5 @@
 //! The fuzz checkers: entry points for the fuzz targets (`fuzz/`) and the
-//! replay test (`tests/fuzz_replay.rs`).
+//! replay test (`tests/kit/tests/fuzz_replay.rs`).
 //!
 //! Each function takes arbitrary bytes, drives one pure part of the crate,
 //! and panics when a property breaks, so that a fuzzer finds wrong answers

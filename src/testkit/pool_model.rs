@@ -1,7 +1,7 @@
 //! The one model of the pool: a harness that applies operations to a real
 //! [`Pool`] with fake seams and checks it after every step against who
-//! should hold what. The property test (`tests/pool_props.rs`) and the fuzz
-//! target `pool_ops` both drive it.
+//! should hold what. The property test (`tests/kit/tests/pool_props.rs`)
+//! and the fuzz target `pool_ops` both drive it.
 
 use std::collections::{BTreeMap, HashSet};
 

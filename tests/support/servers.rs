@@ -1,14 +1,11 @@
 #![allow(dead_code)]
 
-//! Portservers in the test process: embedded ones (real or with fake
-//! seams), one-shot fakes, and clients that talk to them raw.
+//! Portservers in the test process: embedded ones, one-shot fakes, and clients that talk to them raw.
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use portpick::__private::fakes::{FakeProber, FakeProcesses};
 use portpick::server::{Level, PortServer, ServerConfig, ServerHandle};
 use portpick::PortServerAddress;
 
@@ -80,26 +77,6 @@ pub fn embedded_with(
         .ports(ports.iter().copied())
         .log_level(Level::Error);
     let server = PortServer::new(f(config)).start().unwrap();
-    (address, server)
-}
-
-/// An embedded server on `ports` whose prober calls every port free and
-/// whose processes are the fake table `procs` (for pid reuse and pools
-/// larger than real processes make practical).
-pub fn fake_server(
-    ports: impl IntoIterator<Item = u16>,
-    procs: &Arc<FakeProcesses>,
-    f: impl FnOnce(ServerConfig) -> ServerConfig,
-) -> (String, ServerHandle) {
-    let address = unique_address("fake");
-    let config = ServerConfig::new(address.parse().unwrap())
-        .ports(ports)
-        .log_level(Level::Error);
-    let server = PortServer::new(f(config))
-        .prober(FakeProber::new())
-        .process_table(Arc::clone(procs))
-        .start()
-        .unwrap();
     (address, server)
 }
 

@@ -3,8 +3,9 @@
 //! exchange with the connect made directly on the caller's thread (the
 //! client before that change), against one isolated server, interleaved.
 //!
-//! `cargo bench --bench client`.
+//! `cargo bench --manifest-path tests/kit/Cargo.toml --bench client`.
 
+#[path = "../../../benches/common/mod.rs"]
 mod common;
 
 use std::hint::black_box;

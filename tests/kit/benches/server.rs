@@ -1,10 +1,11 @@
 //! The portserver: round trips from a Rust client over the unix socket,
 //! next to a floor measured in the same run.
 //!
-//! `cargo bench --bench server`. The server floor is a one-thread
-//! `UnixListener` loop that reads the pid, reads `/proc/PID/stat`, does the
-//! pick floor's two binds and writes the port: the least a correct server
-//! does per request. Compared cases run interleaved (see common/mod.rs).
+//! `cargo bench --manifest-path tests/kit/Cargo.toml --bench server`. The
+//! server floor is a one-thread `UnixListener` loop that reads the pid,
+//! reads `/proc/PID/stat`, does the pick floor's two binds and writes the
+//! port: the least a correct server does per request. Compared cases run
+//! interleaved (see benches/common/mod.rs).
 //!
 //! `PORTPICK_BENCH_SERVER=@addr` measures an external server instead
 //! (benches/compare.sh points it at Python's portserver.py and at our
@@ -12,6 +13,7 @@
 //! and times "no port", and with `PORTPICK_BENCH_SERVER_PID=N` it reads the
 //! server's peak RSS.
 
+#[path = "../../../benches/common/mod.rs"]
 mod common;
 
 use std::collections::HashSet;
