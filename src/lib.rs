@@ -80,6 +80,7 @@ mod rand;
 pub mod server;
 mod sync;
 mod testkit;
+mod wait;
 
 pub use address::{AddressError, PortServerAddress};
 pub use claim::CLAIMS_ENV;
@@ -90,6 +91,7 @@ pub use picker::{
     NoFreePortError, NoFreePortReason, Picker, PortGuard, Source, PORTSERVER_ADDRESS_ENV,
 };
 pub use probe::{bind, Prober, Protocol, SocketProber};
+pub use wait::wait_until_listening;
 
 use std::io;
 use std::net::{TcpListener, UdpSocket};
@@ -208,6 +210,7 @@ pub mod __private {
         pub use crate::protocol::*;
     }
     pub use crate::testkit::{fakes, fuzz, pool_model};
+    pub use crate::wait::wait_for_any;
 
     /// The portserver's insides.
     pub mod server {

@@ -72,15 +72,23 @@ proptest! {
                     let i = usize::from(w);
                     let (port, source) = pickers[i].pick_with_source(None, None).unwrap();
                     let m = &mut models[i];
-                    // Reserved ports first, and only while there are any.
-                    prop_assert_eq!(source == Source::Reserved, !m.reserved.is_empty());
+                    // Reserved ports first, while one is not out (a port
+                    // reserved again while out waits until it is back).
+                    let waiting = m.reserved.iter().copied()
+                        .find(|p| !m.owned.contains(p) && !m.local.contains(p));
+                    prop_assert_eq!(source == Source::Reserved, waiting.is_some());
                     match source {
                         Source::Reserved => {
-                            // The lowest reserved port comes first.
-                            prop_assert_eq!(m.reserved.pop_first(), Some(port));
+                            // The lowest such port comes first.
+                            prop_assert_eq!(waiting, Some(port));
+                            m.reserved.remove(&port);
                             m.owned.insert(port);
                         }
                         Source::Local => {
+                            // Never a port this picker has out or waiting,
+                            // whatever its source.
+                            prop_assert!(!m.owned.contains(&port) && !m.reserved.contains(&port),
+                                "local pick {} is reserved or out", port);
                             prop_assert!(m.local.insert(port), "picked {} twice", port);
                             let other = &models[1 - i];
                             prop_assert!(!other.local.contains(&port),
