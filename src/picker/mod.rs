@@ -13,7 +13,6 @@ mod options;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
-use std::io::Write;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
@@ -242,11 +241,8 @@ impl<P: Prober> Picker<P> {
             }
             match self.get_port_from_port_server(address, pid) {
                 Ok(port) => return Ok((port, Source::PortServer)),
-                // Python prints these too, then picks locally. Nothing to
-                // do when stderr is gone.
-                Err(e) => {
-                    let _ = writeln!(std::io::stderr(), "portpick: {e}; picking a port locally");
-                }
+                // Python prints these too, then picks locally.
+                Err(e) => eprintln!("portpick: {e}; picking a port locally"),
             }
         }
         self.pick_local().map(|port| (port, Source::Local))
