@@ -21,7 +21,7 @@ fn ephemeral_ports(n: usize) -> Vec<u16> {
         .and_then(|t| portpick::__private::server::parse_kernel_range(&t))
         .unwrap_or((32768, 60999));
     let span = u32::from(hi - lo) + 1;
-    let start = u32::from(std::process::id()) % span;
+    let start = std::process::id() % span;
     let ports: Vec<u16> = (0..span)
         .map(|i| lo + ((start + i) % span) as u16)
         .filter(|&p| portpick::is_port_free(p))
