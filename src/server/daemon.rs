@@ -2,6 +2,7 @@
 //! the `portserver` binary and `cargo run --example portserver`.
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::process::ExitCode;
 
 use crate::server::config::{parse_args, Command, USAGE};
@@ -35,6 +36,7 @@ pub fn run_daemon(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
         }
+        Ok(Command::Version) => return version(),
         Ok(Command::Run { config, skipped }) => (config, skipped),
         Err(e) => {
             eprintln!("portserver: error: {e}");
@@ -55,6 +57,20 @@ pub fn run_daemon(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
         Err(e) => {
             logger.write(Level::Error, format_args!("{e}"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `portserver --version`; stdout may be closed or full: exit 1 then.
+fn version() -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let written =
+        writeln!(out, "portserver {}", env!("CARGO_PKG_VERSION")).and_then(|()| out.flush());
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "portserver: error: cannot write: {e}");
             ExitCode::from(1)
         }
     }
