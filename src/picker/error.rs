@@ -98,6 +98,9 @@ impl fmt::Display for NoFreePortError {
             NoFreePortReason::TooMany if self.wanted == Wanted::Block(0) => {
                 write!(f, "{what}: a block has at least 1 port")
             }
+            NoFreePortReason::TooMany if self.range.is_none() => {
+                write!(f, "{what}: there are 65535 ports")
+            }
             NoFreePortReason::TooMany => {
                 write!(f, "{what}{place}: it holds fewer outside the exclusions")
             }

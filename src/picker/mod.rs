@@ -200,7 +200,8 @@ impl<P: Prober> Picker<P> {
 
     /// [`Picker::pick_unused_port`] with Python's arguments: the pid the
     /// portserver should hold the port for, and a portserver to ask before
-    /// the one in `PORTSERVER_ADDRESS`.
+    /// the one in `PORTSERVER_ADDRESS`. A picker with a range, exclusions
+    /// or an address asks no portserver, so both are unused.
     ///
     /// # Errors
     ///
