@@ -11,9 +11,9 @@ use crate::server::log::{Level, Logger};
 
 /// Runs the portserver daemon with `args` (the command line without the
 /// program name), as `portserver --help` describes, until it is killed.
-/// Returns 0 after `--help`, 2 for a usage error, 1 when the server cannot
-/// start (a pool with no valid port, an address in use, a state file that
-/// cannot be written).
+/// Returns 0 after `--help` or `--version`, 2 for a usage error, 1 when
+/// the server cannot start (a pool with no valid port, an address in use, a
+/// state file that cannot be written) or stdout cannot be written.
 ///
 /// ```no_run
 /// fn main() -> std::process::ExitCode {
