@@ -143,6 +143,7 @@ fn main() {
     }
     banner("portpick pick path (per call)");
     pick_vs_floor();
+    many_and_blocks();
     is_port_free_vs_four_binds();
     let owner = sleeper();
     whole_process(&owner);
@@ -229,6 +230,52 @@ fn pick_vs_floor() {
     );
     record("claim", claim.as_nanos());
     drop(fresh_names);
+}
+
+/// `pick_many(10)` next to ten single picks, and `pick_consecutive(4)` next
+/// to the pick floor, all returned at once; default claims, no portserver.
+fn many_and_blocks() {
+    header("several ports (per call; compared cases interleaved)");
+    let picker = Picker::new().portserver(None);
+    let give_back = |ports: &[u16]| {
+        for &port in ports {
+            picker.return_port(black_box(port));
+        }
+    };
+    let f = interleaved(
+        300,
+        &mut [
+            &mut || {
+                black_box(floor_pick());
+            },
+            &mut || {
+                let ports: Vec<u16> = (0..10)
+                    .map(|_| picker.pick_unused_port().expect("a port"))
+                    .collect();
+                give_back(&ports);
+            },
+            &mut || give_back(&picker.pick_many(10).expect("ten ports")),
+            &mut || {
+                let block = picker.pick_consecutive(4).expect("a block");
+                give_back(&block.collect::<Vec<u16>>());
+            },
+        ],
+    );
+    let [floor, ten, many, block] = <[Figure; 4]>::try_from(f).expect("four");
+    row("pick_floor3", "floor (as above)", &floor, "");
+    row("ten_picks", "ten pick_unused_port + returns", &ten, "");
+    row(
+        "pick_many",
+        "pick_many(10) + returns",
+        &many,
+        &format!("{} of ten picks", ratio("pick_many", &many, &ten)),
+    );
+    row(
+        "pick_consecutive",
+        "pick_consecutive(4) + returns",
+        &block,
+        &format!("{} of floor", ratio("pick_consecutive", &block, &floor)),
+    );
 }
 
 /// `is_port_free` on a free and a busy port next to Python's four binds, and

@@ -32,6 +32,26 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! # Ranges, exclusions, an address, several ports, a block
+//!
+//! A [`Picker`] narrows what it hands out ([`Picker::range`],
+//! [`Picker::exclude`], [`Picker::address`], which make it pick locally),
+//! binds listeners within that ([`Picker::bind_unused_tcp`]), and hands out
+//! several ports ([`Picker::pick_many`]) or a block
+//! ([`Picker::pick_consecutive`]). [`wait_until_listening`] waits for the
+//! server under test:
+//!
+//! ```no_run
+//! use std::net::Ipv4Addr;
+//! let picker = portpick::Picker::new().address(Ipv4Addr::LOCALHOST.into());
+//! let block = picker.pick_consecutive(3)?;
+//! assert_eq!(block.clone().count(), 3);
+//! let addr = (Ipv4Addr::LOCALHOST, *block.start()).into();
+//! // ... start the server under test on the block ...
+//! portpick::wait_until_listening(addr, std::time::Duration::from_secs(10))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # The portserver
 //!
 //! On a shared host, run one portserver (`cargo run --example portserver`)
@@ -81,6 +101,7 @@ pub mod server;
 mod sync;
 #[cfg(feature = "testkit")]
 mod testkit;
+mod wait;
 
 pub use address::{AddressError, PortServerAddress};
 pub use claim::CLAIMS_ENV;
@@ -91,6 +112,7 @@ pub use picker::{
     NoFreePortError, NoFreePortReason, Picker, PortGuard, Source, PORTSERVER_ADDRESS_ENV,
 };
 pub use probe::{bind, Prober, Protocol, SocketProber};
+pub use wait::wait_until_listening;
 
 use std::io;
 use std::net::{TcpListener, UdpSocket};
@@ -210,6 +232,7 @@ pub mod __private {
     }
     #[cfg(feature = "testkit")]
     pub use crate::testkit::{fakes, fuzz, pool_model};
+    pub use crate::wait::wait_for_any;
 
     /// The portserver's insides.
     pub mod server {

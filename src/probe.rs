@@ -3,7 +3,7 @@
 //! driven by a fake in tests and by a user's own policy in production.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::OwnedFd;
 use std::sync::OnceLock;
 
@@ -49,6 +49,16 @@ pub trait Prober: Send + Sync {
     fn is_port_free(&self, port: u16) -> bool {
         port != 0 && self.is_free(port, Protocol::Tcp) && self.is_free(port, Protocol::Udp)
     }
+
+    /// Whether `port` can be bound for `protocol` on the one address `ip`:
+    /// what a [`Picker`](crate::Picker) with an
+    /// [`address`](crate::Picker::address) asks. The default answers
+    /// [`Prober::is_free`], for every address: stricter than needed, never
+    /// looser, so a prober that knows nothing of addresses stays right.
+    fn is_free_on(&self, ip: IpAddr, port: u16, protocol: Protocol) -> bool {
+        let _ = ip;
+        self.is_free(port, protocol)
+    }
 }
 
 impl<P: Prober + ?Sized> Prober for &P {
@@ -62,6 +72,9 @@ impl<P: Prober + ?Sized> Prober for &P {
     // portserver's skips claimed ports) must not be lost behind a pointer.
     fn is_port_free(&self, port: u16) -> bool {
         (**self).is_port_free(port)
+    }
+    fn is_free_on(&self, ip: IpAddr, port: u16, protocol: Protocol) -> bool {
+        (**self).is_free_on(ip, port, protocol)
     }
 }
 
@@ -77,6 +90,9 @@ impl<P: Prober + ?Sized> Prober for Box<P> {
     fn is_port_free(&self, port: u16) -> bool {
         (**self).is_port_free(port)
     }
+    fn is_free_on(&self, ip: IpAddr, port: u16, protocol: Protocol) -> bool {
+        (**self).is_free_on(ip, port, protocol)
+    }
 }
 
 impl<P: Prober + ?Sized> Prober for std::sync::Arc<P> {
@@ -90,6 +106,9 @@ impl<P: Prober + ?Sized> Prober for std::sync::Arc<P> {
     // portserver's skips claimed ports) must not be lost behind a pointer.
     fn is_port_free(&self, port: u16) -> bool {
         (**self).is_port_free(port)
+    }
+    fn is_free_on(&self, ip: IpAddr, port: u16, protocol: Protocol) -> bool {
+        (**self).is_free_on(ip, port, protocol)
     }
 }
 
@@ -119,7 +138,7 @@ const ANY_V4: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
 
 /// The two kinds of socket a port is held with, so that the family logic
 /// below exists once for TCP and UDP.
-trait Bindable: Sized {
+pub(crate) trait Bindable: Sized {
     fn bind_to(addr: SocketAddr) -> io::Result<Self>;
     fn local_port(&self) -> io::Result<u16>;
     /// Whether this IPv6 socket is IPv6-only (`IPV6_V6ONLY`), that is, does
@@ -284,6 +303,15 @@ fn bind_unused<S: Bindable>(what: &str) -> io::Result<S> {
         })
 }
 
+/// A socket on `port` (0: the kernel chooses) to serve on: on `ip`, or
+/// without one on every family as [`crate::bind_unused_tcp`] binds.
+pub(crate) fn bind_server<S: Bindable>(ip: Option<IpAddr>, port: u16) -> Option<S> {
+    match ip {
+        Some(ip) => S::bind_to(SocketAddr::new(ip, port)).ok(),
+        None => hold::<S>(port, Ask::Socket).and_then(|(_, held)| held.into_server()),
+    }
+}
+
 /// See [`crate::bind_unused_tcp`].
 pub(crate) fn bind_unused_tcp() -> io::Result<TcpListener> {
     bind_unused("TCP")
@@ -301,6 +329,15 @@ impl Prober for SocketProber {
 
     fn kernel_port(&self, protocol: Protocol) -> Option<u16> {
         bind(0, protocol)
+    }
+
+    fn is_free_on(&self, ip: IpAddr, port: u16, protocol: Protocol) -> bool {
+        let addr = SocketAddr::new(ip, port);
+        port != 0
+            && match protocol {
+                Protocol::Tcp => TcpListener::bind(addr).is_ok(),
+                Protocol::Udp => UdpSocket::bind(addr).is_ok(),
+            }
     }
 }
 

@@ -41,4 +41,11 @@ impl Rng {
         let offset = ((self.next_u64() >> 32) * span) >> 32;
         range.start + offset as u16
     }
+
+    /// Uniform in `lo..=hi` (`hi` below `lo` counts as `lo`).
+    pub(crate) fn inclusive(&mut self, lo: u16, hi: u16) -> u16 {
+        let span = u64::from(hi.saturating_sub(lo)) + 1;
+        let offset = ((self.next_u64() >> 32) * span) >> 32;
+        lo + offset as u16
+    }
 }

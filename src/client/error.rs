@@ -47,6 +47,16 @@ pub enum PortServerError {
         /// The server's address.
         address: String,
     },
+    /// The server gave, again and again, ports this process's picker has
+    /// handed out and not had back (Python's server does not see our
+    /// claims; or a port of a dead owner that we still hold): handing one
+    /// out twice would let two users of this process meet.
+    Repeated {
+        /// The server's address.
+        address: String,
+        /// The last port it gave.
+        port: u16,
+    },
     /// The server answered something that is not a port.
     BadReply {
         /// The server's address.
@@ -83,6 +93,11 @@ impl fmt::Display for PortServerError {
                 "portserver {address:?} answered no statistics (it does not know the \
                  `stats` request: Python's portserver does not)"
             ),
+            PortServerError::Repeated { address, port } => write!(
+                f,
+                "portserver {address:?} gave port {port}, which this process already \
+                 handed out and has not had back"
+            ),
             PortServerError::BadReply { address, reply } => write!(
                 f,
                 "portserver {address:?} answered {:?}, which is not a port",
@@ -107,6 +122,7 @@ impl From<PortServerError> for io::Error {
             PortServerError::Timeout { .. } => io::ErrorKind::TimedOut,
             PortServerError::NoPort { .. } => io::ErrorKind::NotFound,
             PortServerError::NoStats { .. } => io::ErrorKind::Unsupported,
+            PortServerError::Repeated { .. } => io::ErrorKind::AlreadyExists,
             PortServerError::BadReply { .. } => io::ErrorKind::InvalidData,
         };
         io::Error::new(kind, e)

@@ -1,27 +1,33 @@
-//! `Picker`: the pick algorithm and the in-process bookkeeping of Python's
-//! portpicker (reserved, owned and randomly picked ports), on any `Prober`,
-//! plus cross-process claims of locally picked ports (see `claim.rs`).
+//! `Picker`: the in-process bookkeeping of Python's portpicker (reserved,
+//! owned and randomly picked ports), on any `Prober`, its options, and the
+//! choice of source. The local pick is in `local`, blocks and several ports
+//! in `block`, bound listeners in `listen`; cross-process claims of locally
+//! picked ports in `claim.rs`.
 
+mod block;
 mod error;
 mod guard;
+mod listen;
+mod local;
+mod options;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Mutex;
 
-use crate::claim::{self, Claim, Namespace, PortClaim};
+use crate::claim::{Namespace, PortClaim};
 use crate::client::{self, PortServerError};
-use crate::probe::{Prober, Protocol, SocketProber};
+use crate::probe::{Prober, SocketProber};
 use crate::rand::Rng;
 use crate::sync::lock;
 
 pub use error::{NoFreePortError, NoFreePortReason};
 pub use guard::PortGuard;
 
-/// How many kernel-assigned ports, then random ports, a local pick tries.
-pub(crate) const TRIES: usize = 10;
-/// Random ports come from here, as in Python.
-pub(crate) const RANDOM_RANGE: std::ops::Range<u16> = 15000..25000;
+/// How many ports a portserver may give that this picker already handed
+/// out, before the picker stops asking it.
+const SERVER_REPEATS: usize = 3;
 
 /// The environment variable naming the portserver to ask first.
 pub const PORTSERVER_ADDRESS_ENV: &str = "PORTSERVER_ADDRESS";
@@ -48,14 +54,30 @@ struct State {
     random: HashMap<u16, Option<PortClaim>>,
 }
 
+impl State {
+    /// Whether handing `port` out now could give it twice: it is out
+    /// (picked locally, or reserved or a portserver's, and not returned),
+    /// or waits in the reserved ports to be handed out.
+    fn has(&self, port: u16) -> bool {
+        self.random.contains_key(&port) || self.owned.contains(&port) || self.free.contains(&port)
+    }
+}
+
 /// The pick algorithm with its in-process state. The crate's free functions
 /// use one process-wide `Picker<SocketProber>`; build your own to plug in a
 /// [`Prober`] or to keep separate books.
 ///
 /// A `Picker` is `Send + Sync`: share it by reference between threads.
+///
+/// Whatever its sources, a picker never hands out a port it has handed
+/// out and not had back.
 pub struct Picker<P = SocketProber> {
     prober: P,
     claims: Option<Namespace>,
+    /// `range`, as (first, last); `first` at least 1.
+    range: Option<(u16, u16)>,
+    exclude: HashSet<u16>,
+    address: Option<IpAddr>,
     /// The portserver to ask; `None`: the one `PORTSERVER_ADDRESS` names,
     /// read at each pick (as Python reads it).
     portserver: Option<Option<String>>,
@@ -67,6 +89,9 @@ impl<P> fmt::Debug for Picker<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Picker")
             .field("claims", &self.claims)
+            .field("range", &self.range)
+            .field("exclude", &self.exclude.len())
+            .field("address", &self.address)
             .finish_non_exhaustive()
     }
 }
@@ -92,6 +117,9 @@ impl<P: Prober> Picker<P> {
         Picker {
             prober,
             claims: Namespace::from_env(),
+            range: None,
+            exclude: HashSet::new(),
+            address: None,
             portserver: None,
             state: Mutex::new(State::default()),
             rng: Mutex::new(Rng::new()),
@@ -159,7 +187,9 @@ impl<P: Prober> Picker<P> {
     /// Picks a port free on TCP and UDP: a reserved port if there is one,
     /// else one from the portserver (at `PORTSERVER_ADDRESS` if set, or as
     /// [`Picker::portserver`] says), else a local pick. Our pid is the owner
-    /// at the portserver.
+    /// at the portserver. With [`range`](Picker::range),
+    /// [`exclude`](Picker::exclude) or [`address`](Picker::address), no
+    /// portserver is asked.
     ///
     /// # Errors
     ///
@@ -170,7 +200,8 @@ impl<P: Prober> Picker<P> {
 
     /// [`Picker::pick_unused_port`] with Python's arguments: the pid the
     /// portserver should hold the port for, and a portserver to ask before
-    /// the one in `PORTSERVER_ADDRESS`.
+    /// the one in `PORTSERVER_ADDRESS`. A picker with a range, exclusions
+    /// or an address asks no portserver, so both are unused.
     ///
     /// # Errors
     ///
@@ -195,21 +226,17 @@ impl<P: Prober> Picker<P> {
         pid: Option<u32>,
         portserver_address: Option<&str>,
     ) -> Result<(u16, Source), NoFreePortError> {
-        {
-            let mut state = self.state();
-            if let Some(port) = state.free.pop_first() {
-                state.owned.insert(port);
-                return Ok((port, Source::Reserved));
-            }
+        if let Some(port) = self.take_reserved() {
+            return Ok((port, Source::Reserved));
         }
         let configured = match &self.portserver {
             Some(address) => address.clone(),
             None => std::env::var(PORTSERVER_ADDRESS_ENV).ok(),
         };
-        for address in [portserver_address, configured.as_deref()]
-            .into_iter()
-            .flatten()
-        {
+        let addresses = [portserver_address, configured.as_deref()];
+        // The portserver cannot honour a range, exclusions or an address.
+        let addresses = addresses.iter().filter(|_| !self.constrained());
+        for address in addresses.flatten() {
             if address.is_empty() {
                 continue;
             }
@@ -222,93 +249,54 @@ impl<P: Prober> Picker<P> {
         self.pick_local().map(|port| (port, Source::Local))
     }
 
-    /// Picks a port by probing, never asking a portserver: up to 10
-    /// kernel-assigned TCP ports that are also free on UDP, then up to 10
-    /// random ports in 15000..25000 free on both. A port picked and not
-    /// returned is never picked again by this `Picker`, and (with claims)
-    /// not by any other process until we return it or exit.
-    ///
-    /// # Errors
-    ///
-    /// [`NoFreePortError`] when all 20 candidates were busy, or no socket
-    /// could be opened to probe with.
-    pub fn pick_local(&self) -> Result<u16, NoFreePortError> {
-        for _ in 0..TRIES {
-            let Some(port) = self.prober.kernel_port(Protocol::Tcp) else {
-                continue;
-            };
-            if port != 0 && self.take(port, || self.prober.is_free(port, Protocol::Udp)) {
-                return Ok(port);
-            }
-        }
-        for _ in 0..TRIES {
-            let port = lock(&self.rng).range(RANDOM_RANGE);
-            if self.take(port, || self.prober.is_port_free(port)) {
-                return Ok(port);
-            }
-        }
-        // Every bind fails alike when descriptors run out: say so, rather
-        // than that 20 ports were busy.
-        let reason = if claim::out_of_descriptors() {
-            NoFreePortReason::OutOfFileDescriptors
-        } else {
-            NoFreePortReason::Busy
-        };
-        Err(NoFreePortError {
-            tries: 2 * TRIES,
-            reason,
-        })
-    }
-
-    /// Records `port` as picked if nobody has it: not this picker, not
-    /// another process's claim (claims on), and `free` says it is free. The
-    /// claim comes before the probe, so a port another process claimed is
-    /// never bound by our probe (which its owner, binding it, could meet).
-    fn take(&self, port: u16, free: impl FnOnce() -> bool) -> bool {
-        if self.state().random.contains_key(&port) {
-            return false;
-        }
-        let claim = match &self.claims {
-            None => None,
-            Some(names) => match names.claim(port) {
-                Claim::Held(claim) => Some(claim),
-                Claim::Taken => return false,
-                Claim::Unavailable(e) => {
-                    claim::warn_unavailable(port, &e);
-                    None
-                }
-            },
-        };
-        if !free() {
-            return false;
-        }
+    /// The lowest reserved port this picker allows and does not have out
+    /// (one added again while out waits until it is back), now owned.
+    fn take_reserved(&self) -> Option<u16> {
         let mut state = self.state();
-        // Another thread of ours may have taken it meanwhile (only when
-        // unclaimed: a claim excludes our own threads too).
-        if state.random.contains_key(&port) {
-            return false;
-        }
-        state.random.insert(port, claim);
-        true
+        let state = &mut *state;
+        let port = *state.free.iter().find(|&&p| {
+            self.allows(p) && !state.owned.contains(&p) && !state.random.contains_key(&p)
+        })?;
+        state.free.remove(&port);
+        state.owned.insert(port);
+        Some(port)
     }
 
     /// Asks the portserver at `address` for a port for `pid` (default: our
     /// own pid). A port it gives is owned: returning it makes it reusable in
-    /// this process, as in Python.
+    /// this process, as in Python. A port this picker has out already is
+    /// not handed out twice: the server is asked again, a few times.
     ///
     /// # Errors
     ///
-    /// [`PortServerError`] when the server is unreachable, silent, slow or
-    /// answers something that is not a port.
+    /// [`PortServerError`] when the server is unreachable, silent, slow,
+    /// answers something that is not a port, or gives only ports this
+    /// picker has out ([`PortServerError::Repeated`]).
     pub fn get_port_from_port_server(
         &self,
         address: &str,
         pid: Option<u32>,
     ) -> Result<u16, PortServerError> {
-        let port =
-            client::get_port_from_port_server_with_timeout(address, pid, client::DEFAULT_TIMEOUT)?;
-        self.state().owned.insert(port);
-        Ok(port)
+        let mut last = 0;
+        for _ in 0..SERVER_REPEATS {
+            let port = client::get_port_from_port_server_with_timeout(
+                address,
+                pid,
+                client::DEFAULT_TIMEOUT,
+            )?;
+            let mut state = self.state();
+            if !state.random.contains_key(&port) && !state.owned.contains(&port) {
+                // A reserved copy waiting would hand it out twice.
+                state.free.remove(&port);
+                state.owned.insert(port);
+                return Ok(port);
+            }
+            last = port;
+        }
+        Err(PortServerError::Repeated {
+            address: address.to_string(),
+            port: last,
+        })
     }
 
     /// Gives a port back. A locally picked port is forgotten (and its

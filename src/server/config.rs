@@ -137,6 +137,8 @@ pub enum Command {
     },
     /// Print usage and exit 0.
     Help,
+    /// Print the version and exit 0.
+    Version,
 }
 
 /// A command line that cannot be run.
@@ -216,6 +218,7 @@ Hands out network ports to the processes of this host, over a unix socket.
 
 options:
   -h, --help            show this help message and exit
+  -V, --version         show the version and exit
   --portserver_static_pool N-P[,X-Y...]
                         comma separated N-P range(s) of ports to manage
                         (inclusive; default 15000-24999)
@@ -273,6 +276,7 @@ where
         };
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" if inline.is_none() => return Ok(Command::Version),
             "--verbose" | "--debug" if inline.is_some() => {
                 return Err(ArgsError::BadValue {
                     flag,

@@ -11,10 +11,11 @@ use crate::server::log::{Level, Logger};
 
 /// Runs the portserver daemon with `args` (the command line without the
 /// program name), as `portserver --help` describes, until it is killed.
-/// Returns 0 after `--help` (1 when the help cannot be written), 2 for a
-/// usage error, 1 when the server cannot start (a pool with no valid port,
-/// an address or state file in use, a state file that cannot be written).
-/// Output that cannot be written never changes these, and never panics.
+/// Returns 0 after `--help` or `--version` (1 when they cannot be
+/// written), 2 for a usage error, 1 when the server cannot start (a pool
+/// with no valid port, an address or state file in use, a state file that
+/// cannot be written). Output that cannot be written never changes these,
+/// and never panics.
 ///
 /// ```no_run
 /// fn main() -> std::process::ExitCode {
@@ -40,6 +41,7 @@ pub fn run_daemon(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                 Err(_) => ExitCode::from(1),
             };
         }
+        Ok(Command::Version) => return version(),
         Ok(Command::Run { config, skipped }) => (config, skipped),
         Err(e) => {
             let code = e.exit_code() as u8;
@@ -72,4 +74,18 @@ fn complain(message: &str, code: u8) -> ExitCode {
         let _ = writeln!(err);
     }
     ExitCode::from(code)
+}
+
+/// `portserver --version`; stdout may be closed or full: exit 1 then.
+fn version() -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let written =
+        writeln!(out, "portserver {}", env!("CARGO_PKG_VERSION")).and_then(|()| out.flush());
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "portserver: error: cannot write: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use portpick::{DEFAULT_TIMEOUT, PORTSERVER_ADDRESS_ENV};
 
+mod args;
+mod commands;
 #[cfg(target_os = "linux")]
 mod helper;
 
@@ -63,7 +65,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("--stats") => stats(&args[1..]),
-        _ => pick(&args),
+        _ => commands::dispatch(&args).unwrap_or_else(|| pick(&args)),
     }
 }
 

@@ -1,0 +1,334 @@
+//! The tool's command lines, parsed without touching the system: the pick
+//! (`[PID] [BIND_TIMEOUT]` with `--count`, `--consecutive`, `--range`,
+//! `--exclude`, `--address`) and `--wait PORT [--timeout S] [--address A]`.
+//! Both `--flag value` and `--flag=value`; a `=value` on a flag that takes
+//! none is an error.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+/// The longest BIND_TIMEOUT and `--timeout`: a day. Longer is a mistake
+/// (a typo'd number), not a plan.
+pub const MAX_SECONDS: f64 = 86_400.0;
+
+/// How long `--wait` waits without `--timeout`.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+
+/// The usage lines of what this module parses, for `--help`.
+#[allow(dead_code)] // until the lead merges it into the tool's usage
+pub const USAGE_OPTIONS: &str = "\
+  --count N        N distinct ports, one per line
+  --consecutive N  a block of N consecutive ports, one per line (picked
+                   locally, in --range or the kernel's ephemeral range)
+  --range LO-HI    only ports from LO to HI (picked locally)
+  --exclude P[,P]  never these ports (picked locally)
+  --address ADDR   free on this IP address, TCP and UDP (picked locally)
+  --wait PORT      exit 0 once something listens on TCP PORT (at ADDR,
+                   default 127.0.0.1 or ::1), 1 after --timeout SECS
+                   (default 30)
+  --version        print the version
+";
+
+/// How many ports a pick prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ports {
+    /// One (no `--count` or `--consecutive`).
+    One,
+    /// `--count N`: N distinct ports.
+    Many(usize),
+    /// `--consecutive N`: a block.
+    Block(usize),
+}
+
+/// A pick's command line.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(dead_code)] // until the lead wires the pick to it
+pub struct PickArgs {
+    /// PID (default: our parent).
+    pub pid: Option<u32>,
+    /// BIND_TIMEOUT, seconds (0: none).
+    pub bind_timeout: f64,
+    /// How many ports.
+    pub ports: Ports,
+    /// `--range`.
+    pub range: Option<RangeInclusive<u16>>,
+    /// `--exclude`, every occurrence.
+    pub exclude: Vec<u16>,
+    /// `--address`.
+    pub address: Option<IpAddr>,
+}
+
+/// `--wait`'s command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitArgs {
+    /// The TCP port to wait for.
+    pub port: u16,
+    /// How long.
+    pub timeout: Duration,
+    /// Where (default: loopback, 127.0.0.1 or ::1).
+    pub address: Option<IpAddr>,
+}
+
+/// A command line that cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgsError {
+    /// An argument we do not know.
+    Unknown { arg: String },
+    /// A flag that needs a value had none.
+    MissingValue { flag: String },
+    /// A flag that takes no value had one (`--version=x`).
+    UnwantedValue { flag: String, value: String },
+    /// A value that does not read as what the flag wants.
+    BadValue {
+        flag: String,
+        value: String,
+        expected: &'static str,
+    },
+    /// Two flags that cannot go together.
+    Conflict { flag: String, other: String },
+}
+
+impl fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArgsError::Unknown { arg } => write!(f, "unexpected argument {arg:?}"),
+            ArgsError::MissingValue { flag } => write!(f, "argument {flag} expects a value"),
+            ArgsError::UnwantedValue { flag, value } => {
+                write!(f, "argument {flag} takes no value, got {value:?}")
+            }
+            ArgsError::BadValue {
+                flag,
+                value,
+                expected,
+            } => write!(f, "invalid {flag} {value:?}: {expected}"),
+            ArgsError::Conflict { flag, other } => {
+                write!(f, "argument {flag} cannot be used with {other}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ArgsError {}
+
+/// One step of the lexer: a flag with its `=value` if any, or a word.
+enum Token {
+    Flag(String, Option<String>),
+    Word(String),
+}
+
+/// The command line, a token at a time; `value` takes a flag's value.
+struct Lexer<'a> {
+    args: std::slice::Iter<'a, String>,
+}
+
+impl<'a> Lexer<'a> {
+    fn new(args: &'a [String]) -> Self {
+        Lexer { args: args.iter() }
+    }
+
+    fn next(&mut self) -> Option<Token> {
+        let arg = self.args.next()?;
+        Some(match arg.strip_prefix("--") {
+            Some(_) => match arg.split_once('=') {
+                Some((flag, value)) => Token::Flag(flag.to_string(), Some(value.to_string())),
+                None => Token::Flag(arg.clone(), None),
+            },
+            None if arg.starts_with('-') && arg.len() > 1 => Token::Flag(arg.clone(), None),
+            None => Token::Word(arg.clone()),
+        })
+    }
+
+    /// The flag's value: its `=value`, else the next argument.
+    fn value(&mut self, flag: &str, inline: Option<String>) -> Result<String, ArgsError> {
+        inline
+            .or_else(|| self.args.next().cloned())
+            .ok_or_else(|| ArgsError::MissingValue {
+                flag: flag.to_string(),
+            })
+    }
+}
+
+fn bad(flag: &str, value: &str, expected: &'static str) -> ArgsError {
+    ArgsError::BadValue {
+        flag: flag.to_string(),
+        value: value.to_string(),
+        expected,
+    }
+}
+
+/// A port, 1 to 65535.
+fn port(flag: &str, text: &str) -> Result<u16, ArgsError> {
+    match text.trim().parse::<u16>() {
+        Ok(port) if port > 0 => Ok(port),
+        _ => Err(bad(flag, text, "a port is 1 to 65535")),
+    }
+}
+
+/// Seconds from 0 to a day, may be fractional.
+fn seconds(flag: &str, text: &str) -> Result<f64, ArgsError> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if (0.0..=MAX_SECONDS).contains(&s) => Ok(s),
+        _ => Err(bad(flag, text, "seconds from 0 to 86400")),
+    }
+}
+
+/// A count of ports, 1 to 65535.
+fn count(flag: &str, text: &str) -> Result<usize, ArgsError> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=65535).contains(&n) => Ok(n),
+        _ => Err(bad(flag, text, "a number of ports from 1 to 65535")),
+    }
+}
+
+/// `LO-HI`, inclusive, LO at most HI.
+fn range(flag: &str, text: &str) -> Result<RangeInclusive<u16>, ArgsError> {
+    let (lo, hi) = text
+        .split_once('-')
+        .ok_or_else(|| bad(flag, text, "LO-HI, ports 1 to 65535"))?;
+    let (lo, hi) = (port(flag, lo)?, port(flag, hi)?);
+    if lo > hi {
+        return Err(bad(flag, text, "LO must not be above HI"));
+    }
+    Ok(lo..=hi)
+}
+
+/// `P[,P...]`.
+fn ports(flag: &str, text: &str) -> Result<Vec<u16>, ArgsError> {
+    text.split(',').map(|p| port(flag, p)).collect()
+}
+
+fn address(flag: &str, text: &str) -> Result<IpAddr, ArgsError> {
+    text.trim()
+        .parse()
+        .map_err(|_| bad(flag, text, "an IPv4 or IPv6 address"))
+}
+
+/// Parses a pick: `[PID] [BIND_TIMEOUT]` and its options, in any order.
+///
+/// # Errors
+///
+/// [`ArgsError`] for an unknown argument, a missing or bad value, or
+/// `--count` with `--consecutive`.
+#[allow(dead_code)] // until the lead wires the pick to it
+pub fn parse_pick(args: &[String]) -> Result<PickArgs, ArgsError> {
+    let mut pick = PickArgs {
+        pid: None,
+        bind_timeout: 0.0,
+        ports: Ports::One,
+        range: None,
+        exclude: Vec::new(),
+        address: None,
+    };
+    let mut words = 0;
+    let mut shape: Option<String> = None;
+    let mut lexer = Lexer::new(args);
+    while let Some(token) = lexer.next() {
+        let (flag, inline) = match token {
+            Token::Word(word) => {
+                match words {
+                    0 => pick.pid = Some(word.parse().map_err(|_| bad("PID", &word, "a pid"))?),
+                    1 => pick.bind_timeout = seconds("BIND_TIMEOUT", &word)?,
+                    _ => return Err(ArgsError::Unknown { arg: word }),
+                }
+                words += 1;
+                continue;
+            }
+            Token::Flag(flag, inline) => (flag, inline),
+        };
+        const FLAGS: [&str; 5] = [
+            "--count",
+            "--consecutive",
+            "--range",
+            "--exclude",
+            "--address",
+        ];
+        if !FLAGS.contains(&flag.as_str()) {
+            return Err(ArgsError::Unknown { arg: flag });
+        }
+        let value = lexer.value(&flag, inline)?;
+        match flag.as_str() {
+            "--count" | "--consecutive" => {
+                if let Some(other) = shape.replace(flag.clone()).filter(|o| *o != flag) {
+                    return Err(ArgsError::Conflict { flag, other });
+                }
+                let n = count(&flag, &value)?;
+                pick.ports = match flag.as_str() {
+                    "--count" => Ports::Many(n),
+                    _ => Ports::Block(n),
+                };
+            }
+            "--range" => pick.range = Some(range(&flag, &value)?),
+            "--exclude" => pick.exclude.extend(ports(&flag, &value)?),
+            "--address" => pick.address = Some(address(&flag, &value)?),
+            _ => return Err(ArgsError::Unknown { arg: flag }),
+        }
+    }
+    Ok(pick)
+}
+
+/// Parses `--wait PORT [--timeout SECS] [--address ADDR]`, in any order.
+///
+/// # Errors
+///
+/// [`ArgsError`] for an unknown argument, a missing or bad value.
+pub fn parse_wait(args: &[String]) -> Result<WaitArgs, ArgsError> {
+    let (mut port_, mut timeout, mut address_) = (None, DEFAULT_WAIT, None);
+    let mut lexer = Lexer::new(args);
+    while let Some(token) = lexer.next() {
+        let (flag, inline) = match token {
+            Token::Word(arg) => return Err(ArgsError::Unknown { arg }),
+            Token::Flag(flag, inline) => (flag, inline),
+        };
+        if !["--wait", "--timeout", "--address"].contains(&flag.as_str()) {
+            return Err(ArgsError::Unknown { arg: flag });
+        }
+        let value = lexer.value(&flag, inline)?;
+        match flag.as_str() {
+            "--wait" => port_ = Some(port(&flag, &value)?),
+            "--timeout" => timeout = Duration::from_secs_f64(seconds(&flag, &value)?),
+            "--address" => address_ = Some(address(&flag, &value)?),
+            _ => return Err(ArgsError::Unknown { arg: flag }),
+        }
+    }
+    let port = port_.ok_or_else(|| ArgsError::MissingValue {
+        flag: "--wait".to_string(),
+    })?;
+    Ok(WaitArgs {
+        port,
+        timeout,
+        address: address_,
+    })
+}
+
+/// Whether the command line asks for `--wait` (wherever it is).
+pub fn wants_wait(args: &[String]) -> bool {
+    args.iter()
+        .any(|a| a == "--wait" || a.starts_with("--wait="))
+}
+
+/// Whether the command line is `--version` (or `-V`), alone.
+///
+/// # Errors
+///
+/// [`ArgsError::UnwantedValue`] for `--version=x`.
+pub fn wants_version(args: &[String]) -> Result<bool, ArgsError> {
+    match args.first().map(String::as_str) {
+        Some("-V" | "--version") => match args.get(1) {
+            None => Ok(true),
+            Some(arg) => Err(ArgsError::Unknown { arg: arg.clone() }),
+        },
+        Some(arg) => match arg.strip_prefix("--version=") {
+            Some(value) => Err(ArgsError::UnwantedValue {
+                flag: "--version".to_string(),
+                value: value.to_string(),
+            }),
+            None => Ok(false),
+        },
+        None => Ok(false),
+    }
+}
+
+#[cfg(test)]
+mod tests;
