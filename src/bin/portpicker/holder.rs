@@ -9,17 +9,20 @@
 //! kills the job's processes ends that job's claims only.
 //!
 //! The holder gets none of the caller's streams (stdin and stderr are
-//! `/dev/null`, stdout a pipe of its own), so `$(portpicker $$)` returns as
-//! soon as the caller exits. Std cannot close a child's stdout from within
-//! without unsafe code, so the answer ends with an `end` line instead of
-//! EOF: `port N` per port, `warning TEXT` per warning to show, or `error
-//! TEXT` when no port could be picked.
+//! `/dev/null`, stdout a connected unix socket of its own), so
+//! `$(portpicker $$)` returns as soon as the caller exits. A socket rather
+//! than a pipe: the caller can read it with a timeout, and the holder can
+//! shut it down once it has answered (std cannot close fd 1 without unsafe
+//! code). The answer is lines: `port N` per port, `warning TEXT` per
+//! warning to show, or `error TEXT` when no port could be picked, then
+//! `end` (an answer cut short, by a crash say, is no answer).
 
 use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use portpick::__private::server::Owner;
 
@@ -51,11 +54,12 @@ pub struct Answer {
 /// the ports cannot be printed. `Err`: no holder (a process limit, say),
 /// or none that answered; none is left running.
 pub fn start(call: &Call, owner: Option<Owner>) -> io::Result<(Child, Answer)> {
-    let mut child = Command::new(std::env::current_exe()?)
+    let (ours, theirs) = UnixStream::pair()?;
+    let child = Command::new(std::env::current_exe()?)
         .arg(HOLDER_ARG)
         .args(call.holder_args(owner))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::from(OwnedFd::from(theirs)))
         .stderr(Stdio::null())
         // Not in the caller's process group: a ^C meant for a script's
         // foreground job does not end the claims of the shell that runs
@@ -65,33 +69,15 @@ pub fn start(call: &Call, owner: Option<Owner>) -> io::Result<(Child, Answer)> {
         // caller's directory busy (an unmount, a removed checkout).
         .current_dir("/")
         .spawn()?;
-    let Some(stdout) = child.stdout.take() else {
-        kill(child);
-        return Err(io::Error::new(
-            io::ErrorKind::Other,
-            "no pipe to the holder",
-        ));
-    };
-    // A thread, since std has no timed read on a pipe.
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(read_answer(stdout));
-    });
-    let answer = match rx.recv_timeout(ANSWER_TIMEOUT) {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(e)) => {
+    // The Command and its copy of `theirs` are gone: EOF comes when the
+    // holder shuts its end down or exits.
+    match read_answer(ours, Instant::now() + ANSWER_TIMEOUT) {
+        Ok(answer) => Ok((child, answer)),
+        Err(e) => {
             kill(child);
-            return Err(e);
+            Err(e)
         }
-        Err(_) => {
-            kill(child);
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("the holder gave no answer within {ANSWER_TIMEOUT:?}"),
-            ));
-        }
-    };
-    Ok((child, answer))
+    }
 }
 
 /// Ends a holder (whose ports then go back), and reaps it.
@@ -100,13 +86,22 @@ pub fn kill(mut child: Child) {
     let _ = child.wait();
 }
 
-fn read_answer(stdout: ChildStdout) -> io::Result<Answer> {
-    let mut reader = BufReader::new(stdout.take(ANSWER_LIMIT));
+fn read_answer(socket: UnixStream, deadline: Instant) -> io::Result<Answer> {
+    let mut reader = BufReader::new((&socket).take(ANSWER_LIMIT));
     let mut answer = Answer::default();
     let mut line = String::new();
     loop {
         line.clear();
-        if reader.read_line(&mut line)? == 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(late());
+        }
+        socket.set_read_timeout(Some(left))?;
+        let read = match reader.read_line(&mut line) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(late()),
+            read => read?,
+        };
+        if read == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the holder exited without an answer",
@@ -125,6 +120,13 @@ fn read_answer(stdout: ChildStdout) -> io::Result<Answer> {
             _ => return Err(bad_line(line)),
         }
     }
+}
+
+fn late() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("the holder gave no answer within {ANSWER_TIMEOUT:?}"),
+    )
 }
 
 fn bad_line(line: &str) -> io::Error {

@@ -6,6 +6,7 @@
 
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -44,19 +45,21 @@ pub fn run(args: &[String]) -> ExitCode {
         Err(e) => answer.push_str(&format!("error {e}\n")),
     }
     answer.push_str("end\n");
-    let mut stdout = io::stdout().lock();
     // A caller that has gone cannot print the ports: they go back now.
-    if stdout
-        .write_all(answer.as_bytes())
-        .and_then(|()| stdout.flush())
-        .is_err()
-        || picked.is_err()
-    {
+    if answer_caller(answer.as_bytes()).is_err() || picked.is_err() {
         return ExitCode::from(1);
     }
-    drop(stdout);
     hold(owner, binds, Duration::from_secs_f64(call.bind_timeout));
     ExitCode::SUCCESS
+}
+
+/// Writes `answer` to the caller's socket (our stdout) and shuts it down,
+/// so the caller reads EOF although fd 1 stays open.
+fn answer_caller(answer: &[u8]) -> io::Result<()> {
+    use std::os::fd::AsFd;
+    let socket = UnixStream::from(io::stdout().as_fd().try_clone_to_owned()?);
+    (&socket).write_all(answer)?;
+    socket.shutdown(std::net::Shutdown::Both)
 }
 
 /// Binds every port on TCP and UDP (every family the host has): what
