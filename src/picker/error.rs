@@ -1,5 +1,6 @@
 //! [`NoFreePortError`]: a local pick found no port, and why (every
-//! candidate busy, or no descriptor left to probe with).
+//! candidate busy, claimed by other processes, or no descriptor left to
+//! probe with).
 
 use std::fmt;
 
@@ -14,9 +15,15 @@ pub struct NoFreePortError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NoFreePortReason {
-    /// Every candidate was in use, claimed by another process, or already
-    /// picked here.
+    /// Every candidate was in use or already picked here.
     Busy,
+    /// No candidate was free, and `claimed` of them were claimed by other
+    /// processes (or other pickers of this one): see the crate docs on
+    /// cross-process claims.
+    Claimed {
+        /// How many candidates were claimed.
+        claimed: usize,
+    },
     /// No socket could be opened to probe with: this process has used up
     /// its open file limit (`EMFILE`), or the system its (`ENFILE`).
     OutOfFileDescriptors,
@@ -40,6 +47,12 @@ impl fmt::Display for NoFreePortError {
             NoFreePortReason::Busy => {
                 write!(f, "no free port found after {} candidates", self.tries)
             }
+            NoFreePortReason::Claimed { claimed } => write!(
+                f,
+                "no free port found after {} candidates: {claimed} candidates claimed by \
+                 other processes",
+                self.tries
+            ),
             NoFreePortReason::OutOfFileDescriptors => write!(
                 f,
                 "no port could be probed: too many open files (tried {} candidates)",
@@ -54,7 +67,9 @@ impl std::error::Error for NoFreePortError {}
 impl From<NoFreePortError> for std::io::Error {
     fn from(e: NoFreePortError) -> Self {
         let kind = match e.reason {
-            NoFreePortReason::Busy => std::io::ErrorKind::AddrNotAvailable,
+            NoFreePortReason::Busy | NoFreePortReason::Claimed { .. } => {
+                std::io::ErrorKind::AddrNotAvailable
+            }
             NoFreePortReason::OutOfFileDescriptors => std::io::ErrorKind::Other,
         };
         std::io::Error::new(kind, e)

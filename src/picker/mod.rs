@@ -26,6 +26,16 @@ pub(crate) const RANDOM_RANGE: std::ops::Range<u16> = 15000..25000;
 /// The environment variable naming the portserver to ask first.
 pub const PORTSERVER_ADDRESS_ENV: &str = "PORTSERVER_ADDRESS";
 
+/// What trying one candidate gave.
+enum Take {
+    /// Ours now.
+    Taken,
+    /// Claimed by another socket: another process's, or another picker's.
+    Claimed,
+    /// In use, or picked here already.
+    Busy,
+}
+
 /// Where a picked port came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -233,17 +243,26 @@ impl<P: Prober> Picker<P> {
     /// [`NoFreePortError`] when all 20 candidates were busy, or no socket
     /// could be opened to probe with.
     pub fn pick_local(&self) -> Result<u16, NoFreePortError> {
+        let mut claimed = 0;
+        let mut took = |port: u16, free: &dyn Fn() -> bool| match self.take(port, free) {
+            Take::Taken => true,
+            Take::Claimed => {
+                claimed += 1;
+                false
+            }
+            Take::Busy => false,
+        };
         for _ in 0..TRIES {
             let Some(port) = self.prober.kernel_port(Protocol::Tcp) else {
                 continue;
             };
-            if port != 0 && self.take(port, || self.prober.is_free(port, Protocol::Udp)) {
+            if port != 0 && took(port, &|| self.prober.is_free(port, Protocol::Udp)) {
                 return Ok(port);
             }
         }
         for _ in 0..TRIES {
             let port = lock(&self.rng).range(RANDOM_RANGE);
-            if self.take(port, || self.prober.is_port_free(port)) {
+            if took(port, &|| self.prober.is_port_free(port)) {
                 return Ok(port);
             }
         }
@@ -251,6 +270,8 @@ impl<P: Prober> Picker<P> {
         // than that 20 ports were busy.
         let reason = if claim::out_of_descriptors() {
             NoFreePortReason::OutOfFileDescriptors
+        } else if claimed > 0 {
+            NoFreePortReason::Claimed { claimed }
         } else {
             NoFreePortReason::Busy
         };
@@ -264,15 +285,15 @@ impl<P: Prober> Picker<P> {
     /// another process's claim (claims on), and `free` says it is free. The
     /// claim comes before the probe, so a port another process claimed is
     /// never bound by our probe (which its owner, binding it, could meet).
-    fn take(&self, port: u16, free: impl FnOnce() -> bool) -> bool {
+    fn take(&self, port: u16, free: &dyn Fn() -> bool) -> Take {
         if self.state().random.contains_key(&port) {
-            return false;
+            return Take::Busy;
         }
         let claim = match &self.claims {
             None => None,
             Some(names) => match names.claim(port) {
                 Claim::Held(claim) => Some(claim),
-                Claim::Taken => return false,
+                Claim::Taken => return Take::Claimed,
                 Claim::Unavailable(e) => {
                     claim::warn_unavailable(port, &e);
                     None
@@ -280,16 +301,16 @@ impl<P: Prober> Picker<P> {
             },
         };
         if !free() {
-            return false;
+            return Take::Busy;
         }
         let mut state = self.state();
         // Another thread of ours may have taken it meanwhile (only when
         // unclaimed: a claim excludes our own threads too).
         if state.random.contains_key(&port) {
-            return false;
+            return Take::Busy;
         }
         state.random.insert(port, claim);
-        true
+        Take::Taken
     }
 
     /// Asks the portserver at `address` for a port for `pid` (default: our
