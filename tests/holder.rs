@@ -334,3 +334,39 @@ fn one_holder_per_call_whose_owner_lives_gone_with_it() {
     assert!(eventually(|| holders_for(pid) == 0));
     assert!(portpick::is_port_free(port));
 }
+
+#[test]
+fn the_holder_keeps_none_of_the_callers_streams() {
+    use std::io::Read;
+    let _turn = claims_turn();
+    let owner = sleeper();
+    // As `$(portpicker $$ 2>&1)` with a live owner: both pipes reach EOF
+    // when the call exits, although its holder lives on.
+    let mut child = tool(TOOL)
+        .arg(owner.pid().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        let _ = tx.send(text);
+    });
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = err.read_to_string(&mut text);
+        let _ = tx2.send(text);
+    });
+    let first = rx.recv_timeout(PATIENCE).expect("a stream stayed open");
+    let second = rx.recv_timeout(PATIENCE).expect("a stream stayed open");
+    assert!(child.wait().unwrap().success());
+    let port: u16 = format!("{first}{second}").trim().parse().unwrap();
+    assert_eq!(holders_for(owner.pid()), 1);
+    assert!(claimed(port));
+}

@@ -112,3 +112,48 @@ fn parse_seconds(text: &str) -> Option<f64> {
         .ok()
         .filter(|t| (0.0..=MAX_BIND_TIMEOUT).contains(t))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn the_holder_reads_what_the_call_wrote() {
+        let call = Call::parse(&args(&["42", "1.5"])).unwrap();
+        let owner = Owner {
+            pid: 42,
+            start_time: 777,
+        };
+        for owner in [Some(owner), None] {
+            let written = call.holder_args(owner);
+            assert_eq!(
+                Call::from_holder_args(&written),
+                Some((call.clone(), owner))
+            );
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        for bad in [
+            &["x"][..],
+            &["1", "-1"],
+            &["1", "86401"],
+            &["1", "NaN"],
+            &["1", "2", "3"],
+        ] {
+            assert!(Call::parse(&args(bad)).is_err(), "{bad:?}");
+        }
+        for bad in [
+            &["1", "-", "0"][..],
+            &["1", "x", "0", "1"],
+            &["1", "-", "0", "0"],
+        ] {
+            assert_eq!(Call::from_holder_args(&args(bad)), None, "{bad:?}");
+        }
+    }
+}
