@@ -55,7 +55,8 @@ pub struct Answer {
 /// or none that answered; none is left running.
 pub fn start(call: &Call, owner: Option<Owner>) -> io::Result<(Child, Answer)> {
     let (ours, theirs) = UnixStream::pair()?;
-    let child = Command::new(std::env::current_exe()?)
+    let child = Command::new(this_program()?)
+        .arg0("portpicker")
         .arg(HOLDER_ARG)
         .args(call.holder_args(owner))
         .stdin(Stdio::null())
@@ -77,6 +78,17 @@ pub fn start(call: &Call, owner: Option<Owner>) -> io::Result<(Child, Answer)> {
             kill(child);
             Err(e)
         }
+    }
+}
+
+/// Our own binary. On Linux `/proc/self/exe`, which (read by the child
+/// before it execs) is this very file even when it has been replaced or
+/// deleted since we started (an upgrade, a rebuild).
+fn this_program() -> io::Result<std::path::PathBuf> {
+    if cfg!(target_os = "linux") {
+        Ok("/proc/self/exe".into())
+    } else {
+        std::env::current_exe()
     }
 }
 
