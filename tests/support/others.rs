@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use super::{can_unshare_net, wait_output, Reaper, TempDir, PATIENCE};
 
@@ -128,4 +128,35 @@ pub fn wait_for_line(child: &mut Reaper, word: &str) -> String {
     });
     rx.recv_timeout(PATIENCE)
         .expect("the child did not get ready")
+}
+
+/// The tool at `path`, with no portpick variable set.
+pub fn tool_command(path: &str) -> Command {
+    let mut cmd = Command::new(path);
+    cmd.env_remove("PORTSERVER_ADDRESS")
+        .env_remove(portpick::CLAIMS_ENV);
+    cmd
+}
+
+pub fn printed_port(out: &Output) -> u16 {
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.trim().parse().unwrap()
+}
+
+/// A call for `pid` that gets a port silently (no warning).
+pub fn quiet_port(path: &str, pid: u32) -> u16 {
+    let out = super::run_bounded(tool_command(path).arg(pid.to_string()));
+    let port = printed_port(&out);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    port
 }
