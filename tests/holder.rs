@@ -169,3 +169,19 @@ fn the_holder_keeps_none_of_the_callers_streams() {
     assert_eq!(holders_for(owner.pid()), 1);
     assert!(claimed(port));
 }
+
+#[test]
+fn a_warning_is_shown_once() {
+    let _turn = claims_turn();
+    let owner = sleeper();
+    let out = run_bounded(
+        tool_command(TOOL)
+            .arg(owner.pid().to_string())
+            .env(portpick::CLAIMS_ENV, "bogus"),
+    );
+    let port = printed_port(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("\"bogus\""), "{err}");
+    assert!(claimed(port));
+}

@@ -59,6 +59,16 @@ pub fn start(call: &Call, owner: Option<Owner>) -> io::Result<(Child, Answer)> {
         .arg0("portpicker")
         .arg(HOLDER_ARG)
         .args(call.holder_args(owner))
+        // What we made of the claims switch, so that a value we warned
+        // about is not warned about twice.
+        .env(
+            portpick::CLAIMS_ENV,
+            if portpick::__private::claims_on() {
+                "on"
+            } else {
+                "off"
+            },
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::from(OwnedFd::from(theirs)))
         .stderr(Stdio::null())
