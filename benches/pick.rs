@@ -74,57 +74,6 @@ fn timed(cmd: &mut Command) -> Duration {
     start.elapsed()
 }
 
-/// The claim helpers of our tool binary running in our network namespace.
-fn our_helpers(tool: &str) -> Vec<u32> {
-    let net = std::fs::read_link("/proc/self/ns/net").ok();
-    let tool = std::fs::canonicalize(tool).ok();
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("--portpick-internal-helper"))
-                && std::fs::read_link(format!("/proc/{pid}/ns/net")).ok() == net
-                && std::fs::read_link(format!("/proc/{pid}/exe")).ok() == tool
-        })
-        .collect()
-}
-
-/// Ends our helpers now (so that the next call is a first call).
-fn kill_helpers(tool: &str) {
-    for pid in our_helpers(tool) {
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !our_helpers(tool).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// A field of `/proc/PID/status` (`VmRSS`, `voluntary_ctxt_switches`...)
-/// as a number.
-fn status_field(pid: u32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = text.lines().find(|l| l.starts_with(field))?;
-    line[field.len() + 1..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn sleeper() -> Reaper {
-    Reaper(
-        Command::new(which("sleep"))
-            .arg("600")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("sleep"),
-    )
-}
-
 /// The `portpicker` binary cargo built for this bench.
 const TOOL: &str = env!("CARGO_BIN_EXE_portpicker");
 
@@ -147,7 +96,7 @@ fn main() {
     is_port_free_vs_four_binds();
     let owner = sleeper();
     whole_process(&owner);
-    claim_helper(owner);
+    holder(owner);
 }
 
 /// A pick and return, claimed (the default), unclaimed, in never-used claim
@@ -344,16 +293,17 @@ fn is_port_free_vs_four_binds() {
     drop(holder);
 }
 
-/// The `portpicker` tool as a whole process, with and without its claim
-/// helper running, next to a minimal process that binds and prints a port.
+/// The `portpicker` tool as a whole process (each call starts its holder),
+/// with and without other holders running, next to a minimal process that
+/// binds and prints a port.
 fn whole_process(owner: &Reaper) {
     header("whole process (per run; interleaved)");
     let me = std::env::current_exe().expect("this bench");
     let true_path = which("true");
     let tool = TOOL;
-    // One owner for every call. The helper (one per user) starts at the
-    // first call and answers the later ones; before each "first call" it is
-    // killed (untimed), so that call starts it again.
+    // One owner for every call, so holders pile up across a round ("warm":
+    // the binary's pages are in memory, in use by live holders); before
+    // each "cold" call they are killed (untimed), so none runs.
     let runs = iters(30) as usize;
     let mut rounds_of: [Vec<Duration>; 5] = Default::default();
     for round in 0..=rounds() {
@@ -363,7 +313,7 @@ fn whole_process(owner: &Reaper) {
             sums[1] += timed(Command::new(&me).env(BIND_PRINT_ENV, "1"));
             sums[2] += timed(&mut tool_cmd(owner.pid()));
             sums[4] += timed(tool_cmd(owner.pid()).env(portpick::CLAIMS_ENV, "off"));
-            kill_helpers(tool);
+            kill_holders(tool);
             sums[3] += timed(&mut tool_cmd(owner.pid()));
         }
         if round > 0 {
@@ -372,6 +322,7 @@ fn whole_process(owner: &Reaper) {
             }
         }
     }
+    kill_holders(tool);
     let [true_f, bind_f, warm_f, cold_f, off_f] = rounds_of.map(from_rounds);
     row("spawn_true", "spawn and wait for `true`", &true_f, "");
     row(
@@ -383,40 +334,50 @@ fn whole_process(owner: &Reaper) {
     let of_bind = |key: &str, f: &Figure| format!("{} of floor", ratio(key, f, &bind_f));
     row(
         "tool",
-        "portpicker $PID (the claim helper runs)",
+        "portpicker $PID (holders of earlier calls run)",
         &warm_f,
         &of_bind("tool", &warm_f),
     );
     row(
         "tool_first",
-        "portpicker $PID, no helper yet (starts it)",
+        "portpicker $PID, no holder running",
         &cold_f,
         &of_bind("tool_first", &cold_f),
     );
     row(
         "tool_off",
-        "portpicker $PID, PORTPICK_CLAIMS=off",
+        "portpicker $PID, PORTPICK_CLAIMS=off (no holder)",
         &off_f,
         &of_bind("tool_off", &off_f),
     );
 }
 
-/// The claim helper's cost: memory, idle wake-ups, and how soon it leaves
-/// after its last owner dies.
-fn claim_helper(owner: Reaper) {
+/// A holder's cost: memory (RSS, and PSS: its share of pages that holders
+/// share), idle wake-ups, and how soon it leaves after its owner dies.
+fn holder(owner: Reaper) {
     let tool = TOOL;
-    header("the claim helper (one per user)");
-    // Holding 100 claims for the owner.
+    header("a holder (one per call whose PID lives)");
     for _ in 0..100 {
         run(&mut tool_cmd(owner.pid()));
     }
-    let helper = *our_helpers(tool).first().expect("a helper runs");
-    let rss = status_field(helper, "VmRSS").unwrap_or(0);
-    println!("{:<W$} {rss:>6} KiB", "helper RSS, holding 100 claims");
-    record("helper_rss_kib", rss);
+    let holders = our_holders(tool);
+    let one = *holders.first().expect("a holder runs");
+    let rss = status_field(one, "VmRSS").unwrap_or(0);
+    let pss: u64 = holders
+        .iter()
+        .map(|&pid| proc_field(pid, "smaps_rollup", "Pss").unwrap_or(0))
+        .sum::<u64>()
+        / holders.len() as u64;
+    println!("{:<W$} {rss:>6} KiB", "holder RSS");
+    println!(
+        "{:<W$} {pss:>6} KiB",
+        "holder PSS, mean of 100 live holders"
+    );
+    record("holder_rss_kib", rss);
+    record("holder_pss_kib", pss);
     let switches = || {
-        status_field(helper, "voluntary_ctxt_switches").unwrap_or(0)
-            + status_field(helper, "nonvoluntary_ctxt_switches").unwrap_or(0)
+        status_field(one, "voluntary_ctxt_switches").unwrap_or(0)
+            + status_field(one, "nonvoluntary_ctxt_switches").unwrap_or(0)
     };
     let window = if full() {
         Duration::from_secs(5)
@@ -426,18 +387,18 @@ fn claim_helper(owner: Reaper) {
     let before = switches();
     std::thread::sleep(window);
     let wakeups = (switches() - before) as f64 / window.as_secs_f64();
-    println!("{:<W$} {wakeups:>6.1} /s", "helper wake-ups when idle");
-    record("helper_wakeups", format!("{wakeups:.1}"));
+    println!("{:<W$} {wakeups:>6.1} /s", "holder wake-ups when idle");
+    record("holder_wakeups", format!("{wakeups:.1}"));
     drop(owner);
     let died = Instant::now();
-    while !our_helpers(tool).is_empty() && died.elapsed() < Duration::from_secs(10) {
+    while !our_holders(tool).is_empty() && died.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(5));
     }
     let gone = died.elapsed();
     println!(
         "{:<W$} {:>9}",
-        "helper gone after its last owner's death",
+        "100 holders gone after their owner's death",
         fmt(gone)
     );
-    record("helper_exit", gone.as_nanos());
+    record("holder_exit", gone.as_nanos());
 }

@@ -48,7 +48,8 @@ pub(crate) struct Namespace {
 /// A held claim: dropping it releases the port to other pickers.
 #[derive(Debug)]
 pub(crate) struct PortClaim {
-    socket: UnixDatagram,
+    // Held, never read: the bound name is the claim.
+    _socket: UnixDatagram,
     _counted: Counted,
 }
 
@@ -59,14 +60,6 @@ struct Counted;
 impl Drop for Counted {
     fn drop(&mut self) {
         HELD.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl PortClaim {
-    /// The claim's socket, to hand the claim to another process (it then
-    /// no longer counts against this process's budget).
-    pub(crate) fn into_fd(self) -> std::os::fd::OwnedFd {
-        self.socket.into()
     }
 }
 
@@ -109,10 +102,10 @@ impl Namespace {
                 _ => {
                     static WARNED: AtomicBool = AtomicBool::new(false);
                     if !WARNED.swap(true, Ordering::Relaxed) {
-                        eprintln!(
+                        crate::warn::warn(format_args!(
                             "portpick: warning: {CLAIMS_ENV}={v:?} is neither \"off\" nor \
                              \"on\"; cross-process claims stay on"
-                        );
+                        ));
                     }
                     Some(Namespace::standard())
                 }
@@ -148,7 +141,7 @@ impl Namespace {
         }
         match bind(&self.name(port)) {
             Ok(socket) => Claim::Held(PortClaim {
-                socket,
+                _socket: socket,
                 _counted: counted,
             }),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => Claim::Taken,
@@ -212,12 +205,12 @@ static WARNED: AtomicBool = AtomicBool::new(false);
 /// Warns once per process that a port was picked without a claim.
 pub(crate) fn warn_unavailable(port: u16, err: &io::Error) {
     if !WARNED.swap(true, Ordering::Relaxed) {
-        eprintln!(
+        crate::warn::warn(format_args!(
             "portpick: warning: cannot claim port {port} across processes ({err}); \
              this and further ports that cannot be claimed are picked as Python's \
              portpicker does, and another process may pick them too (set \
              {CLAIMS_ENV}=off to silence this)"
-        );
+        ));
     }
 }
 

@@ -102,6 +102,7 @@ mod sync;
 #[cfg(feature = "testkit")]
 mod testkit;
 mod wait;
+mod warn;
 
 pub use address::{AddressError, PortServerAddress};
 pub use claim::CLAIMS_ENV;
@@ -264,16 +265,21 @@ pub mod __private {
         crate::global()
     }
 
-    /// Takes the cross-process claim of a locally picked port, to hand it to
-    /// another process.
-    pub fn take_claim(port: u16) -> Option<std::os::fd::OwnedFd> {
-        crate::global().take_claim(port)
+    /// Writes a warning line to stderr, ignoring a stderr that cannot be
+    /// written (or collects it: see [`collect_warnings`]).
+    pub fn warn(message: std::fmt::Arguments<'_>) {
+        crate::warn::warn(message)
     }
 
-    /// Whether the process-wide picker holds a cross-process claim on
-    /// `port` (picked locally, not returned, and claimed).
-    pub fn holds_claim(port: u16) -> bool {
-        crate::global().holds_claim(port)
+    /// From now on this process keeps its warnings, for [`take_warnings`]
+    /// (a process whose stderr leads nowhere hands them on itself).
+    pub fn collect_warnings() {
+        crate::warn::collect()
+    }
+
+    /// The warnings kept since [`collect_warnings`], oldest first.
+    pub fn take_warnings() -> Vec<String> {
+        crate::warn::take_collected()
     }
 
     /// Whether the process-wide picker claims its ports.

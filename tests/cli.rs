@@ -1,6 +1,6 @@
 //! The `portpicker` tool as a process: output, exit codes, the portserver
-//! path and its fallback, the claim kept for the owner's life by a helper,
-//! and BIND_TIMEOUT's hold. No portpick variable is set unless a test says.
+//! path and its fallback, the claim kept for the owner's life by a holder,
+//! and BIND_TIMEOUT's hold (the holder's own life: tests/holder.rs). No portpick variable is set unless a test says.
 #![cfg(target_os = "linux")]
 
 mod support;
@@ -117,7 +117,7 @@ fn udp_busy(port: u16) -> bool {
 }
 
 /// Runs the tool with `args` as `$(portpicker ...)` does: reads its stdout
-/// to the end (which must come when the tool exits, whatever helper it
+/// to the end (which must come when the tool exits, whatever holder it
 /// leaves behind) and waits for it. Bounded: a pipe kept open fails the
 /// test after `PATIENCE` instead of hanging it.
 fn capture(cmd: &mut Command) -> (std::process::ExitStatus, String, Instant) {
@@ -203,28 +203,6 @@ fn a_portserver_port_is_not_held() {
     assert!(!claimed(ports[0]));
 }
 
-/// How many claim helpers run in our network namespace (the helper's
-/// abstract name, and so the helper, is per network namespace).
-fn helpers_here() -> usize {
-    let ours = std::fs::read_link("/proc/self/ns/net").ok();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.parse::<u32>().is_ok())
-        })
-        .filter(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("--portpick-internal-helper"))
-        })
-        .filter(|e| std::fs::read_link(e.path().join("ns/net")).ok() == ours)
-        .count()
-}
-
 /// Waits (bounded) until no claim in `ports` is held; how long it took.
 fn released(ports: &[u16]) -> Duration {
     let start = Instant::now();
@@ -239,7 +217,7 @@ fn the_port_is_claimed_for_the_owners_life_and_bindable_at_once() {
     let _turn = claims_turn();
     let mut owner = sleeper();
     let port = port_of(&run(tool().arg(owner.pid().to_string())));
-    // The owner can bind it at once: the helper holds the claim, not the
+    // The owner can bind it at once: the holder holds the claim, not the
     // port ...
     let tcp = TcpListener::bind(("::", port)).or_else(|_| TcpListener::bind(("0.0.0.0", port)));
     assert!(tcp.is_ok(), "{port}: {tcp:?}");
@@ -287,7 +265,7 @@ fn two_hundred_calls_for(pid: u32) -> Vec<u16> {
         );
     }
     // Every call has exited; every port stays claimed past a sweep of the
-    // helper, since the owner lives.
+    // holders, since the owner lives.
     std::thread::sleep(Duration::from_millis(600));
     let unclaimed: Vec<u16> = ports.iter().copied().filter(|&p| !claimed(p)).collect();
     assert!(unclaimed.is_empty(), "{unclaimed:?}");
@@ -315,120 +293,6 @@ fn claims_off_is_pythons_tool() {
         .arg(owner.pid().to_string())
         .env(portpick::CLAIMS_ENV, "off")));
     assert!(!claimed(port));
-}
-
-/// Child mode, run alone in a fresh network namespace (so no other test's
-/// helper or owner is there): the helper's own life.
-#[test]
-#[ignore = "run in a fresh network namespace by the test below"]
-fn helper_life_child() {
-    if std::env::var_os("PORTPICK_TEST_HELPER_CHILD").is_none() {
-        return;
-    }
-    assert_eq!(helpers_here(), 0);
-    // Claims off: Python's tool, no claim, no helper.
-    let port = port_of(&run(tool()
-        .arg(std::process::id().to_string())
-        .env(portpick::CLAIMS_ENV, "off")));
-    assert!(!claimed(port));
-    assert_eq!(helpers_here(), 0);
-    // A dead or invalid pid, or init: a port, and no helper.
-    for pid in [dead_pid(), 4_000_000_000, 1] {
-        let port = port_of(&run(tool().arg(pid.to_string())));
-        assert!(!claimed(port));
-        assert_eq!(helpers_here(), 0);
-    }
-    // 200 calls at once for one owner: one helper, gone with the owner.
-    let mut e = sleeper();
-    let ports = two_hundred_calls_for(e.pid());
-    assert_eq!(helpers_here(), 1);
-    e.kill();
-    let died = Instant::now();
-    assert!(eventually(|| helpers_here() == 0), "the helper stayed");
-    let took = died.elapsed();
-    assert!(
-        took < Duration::from_secs(2),
-        "helper outlived its owner by {took:?}"
-    );
-    assert!(ports.iter().all(|&p| !claimed(p)));
-    // One helper serves two owners, and releases each one's claims.
-    let mut a = sleeper();
-    let mut b = sleeper();
-    let pa = port_of(&run(tool().arg(a.pid().to_string())));
-    let pb = port_of(&run(tool().arg(b.pid().to_string())));
-    assert_eq!(helpers_here(), 1);
-    a.kill();
-    released(&[pa]);
-    assert!(claimed(pb));
-    assert_eq!(helpers_here(), 1);
-    // The last owner's death ends the helper.
-    b.kill();
-    let died = Instant::now();
-    assert!(eventually(|| helpers_here() == 0), "the helper stayed");
-    let took = died.elapsed();
-    assert!(!claimed(pb));
-    assert!(
-        took < Duration::from_secs(2),
-        "helper outlived its owners by {took:?}"
-    );
-    // And the next call starts a new one.
-    let c = sleeper();
-    let pc = port_of(&run(tool().arg(c.pid().to_string())));
-    assert!(claimed(pc));
-    assert_eq!(helpers_here(), 1);
-    drop(c);
-    assert!(eventually(|| helpers_here() == 0), "the helper stayed");
-    // A helper started under a limit of 64 open files holds 32 claims;
-    // calls beyond them get a port, unclaimed, and say so.
-    let d = sleeper();
-    let outs: Vec<Output> = (0..40)
-        .map(|_| {
-            run(Command::new("sh")
-                .arg("-c")
-                .arg("ulimit -n 64 && exec \"$0\" \"$@\"")
-                .arg(env!("CARGO_BIN_EXE_portpicker"))
-                .arg(d.pid().to_string())
-                .env_remove("PORTSERVER_ADDRESS")
-                .env_remove(portpick::CLAIMS_ENV))
-        })
-        .collect();
-    let ports: BTreeSet<u16> = outs.iter().map(port_of).collect();
-    assert_eq!(ports.len(), 40);
-    let held = ports.iter().filter(|&&p| claimed(p)).count();
-    assert_eq!(held, 32);
-    let warned = outs
-        .iter()
-        .filter(|o| String::from_utf8_lossy(&o.stderr).contains("is not claimed"))
-        .count();
-    assert_eq!(warned, 8);
-    println!("HELPER LIFE OK after {took:?}");
-}
-
-#[test]
-fn the_helper_leaves_with_its_last_owner() {
-    let _turn = claims_turn();
-    if !can_unshare_net() {
-        return;
-    }
-    let child = Command::new("unshare")
-        .arg("-n")
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "helper_life_child", "--ignored", "--nocapture"])
-        .env("PORTPICK_TEST_HELPER_CHILD", "1")
-        .env_remove("PORTSERVER_ADDRESS")
-        .env_remove(portpick::CLAIMS_ENV)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = wait_output(child, 3 * PATIENCE);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains("HELPER LIFE OK"),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

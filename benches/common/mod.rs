@@ -12,6 +12,10 @@
 //! case runs a few iterations only, as a smoke test.
 #![allow(dead_code)]
 
+mod procs;
+#[allow(unused_imports)]
+pub use procs::*;
+
 use std::time::{Duration, Instant};
 
 /// Whether this is a real run (`cargo bench`) rather than a smoke test.

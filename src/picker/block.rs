@@ -6,7 +6,7 @@ use std::ops::RangeInclusive;
 use std::sync::OnceLock;
 
 use super::error::Wanted;
-use super::local::SCAN_LIMIT;
+use super::local::{Claimed, SCAN_LIMIT};
 use super::{NoFreePortError, NoFreePortReason, Picker};
 use crate::probe::Prober;
 use crate::sync::lock;
@@ -123,7 +123,7 @@ impl<P: Prober> Picker<P> {
                 return Ok(block(start));
             }
         }
-        Err(within(self.failure(tries)))
+        Err(within(self.failure(tries, &Claimed::default())))
     }
 
     /// The first block of `size` starting in `starts` that can be taken.
@@ -152,7 +152,7 @@ impl<P: Prober> Picker<P> {
             }
         }
         for port in start..=end {
-            if !self.take(port, || self.free(port)) {
+            if !self.take(port, || self.free(port), &mut Claimed::default()) {
                 for taken in start..port {
                     self.return_port(taken);
                 }

@@ -1,6 +1,6 @@
 //! [`NoFreePortError`]: a local pick found no port, and why (every
-//! candidate busy, no descriptor left to probe with, or a request that
-//! cannot fit), naming the range it looked in.
+//! candidate busy, claimed by other processes, no descriptor left to
+//! probe with, or a request that cannot fit), naming the range it looked in.
 
 use std::fmt;
 use std::ops::RangeInclusive;
@@ -31,9 +31,15 @@ pub(super) enum Wanted {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NoFreePortReason {
-    /// Every candidate was in use, claimed by another process, or already
-    /// picked here.
+    /// Every candidate was in use or already picked here.
     Busy,
+    /// No candidate was free, and `claimed` of them were claimed by other
+    /// processes (or other pickers of this one): see the crate docs on
+    /// cross-process claims.
+    Claimed {
+        /// How many candidates were claimed.
+        claimed: usize,
+    },
     /// No socket could be opened to probe with: this process has used up
     /// its open file limit (`EMFILE`), or the system its (`ENFILE`).
     OutOfFileDescriptors,
@@ -91,6 +97,11 @@ impl fmt::Display for NoFreePortError {
         let tries = self.tries;
         match self.reason {
             NoFreePortReason::Busy => write!(f, "{what} found{place} after {tries} candidates"),
+            NoFreePortReason::Claimed { claimed } => write!(
+                f,
+                "{what} found{place} after {tries} candidates: {claimed} candidates \
+                 claimed by other processes"
+            ),
             NoFreePortReason::OutOfFileDescriptors => write!(
                 f,
                 "no port could be probed{place}: too many open files (tried {tries} candidates)"
@@ -113,7 +124,9 @@ impl std::error::Error for NoFreePortError {}
 impl From<NoFreePortError> for std::io::Error {
     fn from(e: NoFreePortError) -> Self {
         let kind = match e.reason {
-            NoFreePortReason::Busy => std::io::ErrorKind::AddrNotAvailable,
+            NoFreePortReason::Busy | NoFreePortReason::Claimed { .. } => {
+                std::io::ErrorKind::AddrNotAvailable
+            }
             NoFreePortReason::OutOfFileDescriptors => std::io::ErrorKind::Other,
             NoFreePortReason::TooMany => std::io::ErrorKind::InvalidInput,
         };

@@ -20,6 +20,11 @@ pub(super) const RANGE_TRIES: usize = 2 * TRIES;
 /// claim and a probe per port, at most about 100 ms.
 pub(super) const SCAN_LIMIT: u32 = 4096;
 
+/// Counts the candidates another socket had claimed, so that a pick that
+/// fails says whether other processes hold the ports.
+#[derive(Debug, Default)]
+pub(super) struct Claimed(usize);
+
 impl<P: Prober> Picker<P> {
     /// Picks a port by probing, never asking a portserver: up to 10
     /// kernel-assigned TCP ports that are also free on UDP, then up to 10
@@ -43,17 +48,19 @@ impl<P: Prober> Picker<P> {
             return Err(within(NoFreePortError::new(0, NoFreePortReason::TooMany)));
         }
         let mut tries = 0;
+        let mut claimed = Claimed::default();
         for port in self.candidates(lo, hi) {
             tries += 1;
-            if self.take(port, || self.free(port)) {
+            if self.take(port, || self.free(port), &mut claimed) {
                 return Ok(port);
             }
         }
-        Err(within(self.failure(tries)))
+        Err(within(self.failure(tries, &claimed)))
     }
 
     /// Python's candidates: the kernel's, then random ones.
     fn pick_anywhere(&self) -> Result<u16, NoFreePortError> {
+        let mut claimed = Claimed::default();
         for _ in 0..TRIES {
             let Some(port) = self.prober.kernel_port(Protocol::Tcp) else {
                 continue;
@@ -63,17 +70,17 @@ impl<P: Prober> Picker<P> {
                 None => self.prober.is_free(port, Protocol::Udp),
                 Some(_) => self.free(port),
             };
-            if self.take(port, free) {
+            if self.take(port, free, &mut claimed) {
                 return Ok(port);
             }
         }
         for _ in 0..TRIES {
             let port = lock(&self.rng).range(RANDOM_RANGE);
-            if self.take(port, || self.free(port)) {
+            if self.take(port, || self.free(port), &mut claimed) {
                 return Ok(port);
             }
         }
-        Err(self.failure(2 * TRIES))
+        Err(self.failure(2 * TRIES, &claimed))
     }
 
     /// The candidates of a pick in `lo..=hi`: random ports, then, when the
@@ -118,10 +125,13 @@ impl<P: Prober> Picker<P> {
     }
 
     /// The error after `tries` candidates failed. Every bind fails alike
-    /// when descriptors run out: say so, rather than that they were busy.
-    pub(super) fn failure(&self, tries: usize) -> NoFreePortError {
+    /// when descriptors run out: say so, rather than that they were busy;
+    /// and say when other processes had claimed candidates.
+    pub(super) fn failure(&self, tries: usize, claimed: &Claimed) -> NoFreePortError {
         let reason = if claim::out_of_descriptors() {
             NoFreePortReason::OutOfFileDescriptors
+        } else if claimed.0 > 0 {
+            NoFreePortReason::Claimed { claimed: claimed.0 }
         } else {
             NoFreePortReason::Busy
         };
@@ -133,7 +143,12 @@ impl<P: Prober> Picker<P> {
     /// process's claim (claims on), and `free` says it is free. The claim
     /// comes before the probe, so a port another process claimed is never
     /// bound by our probe (which its owner, binding it, could meet).
-    pub(super) fn take(&self, port: u16, free: impl FnOnce() -> bool) -> bool {
+    pub(super) fn take(
+        &self,
+        port: u16,
+        free: impl FnOnce() -> bool,
+        claimed: &mut Claimed,
+    ) -> bool {
         if !self.allows(port) || self.state().has(port) {
             return false;
         }
@@ -141,7 +156,10 @@ impl<P: Prober> Picker<P> {
             None => None,
             Some(names) => match names.claim(port) {
                 Claim::Held(claim) => Some(claim),
-                Claim::Taken => return false,
+                Claim::Taken => {
+                    claimed.0 += 1;
+                    return false;
+                }
                 Claim::Unavailable(e) => {
                     claim::warn_unavailable(port, &e);
                     None

@@ -243,7 +243,7 @@ impl<P: Prober> Picker<P> {
             match self.get_port_from_port_server(address, pid) {
                 Ok(port) => return Ok((port, Source::PortServer)),
                 // Python prints these too, then picks locally.
-                Err(e) => eprintln!("portpick: {e}; picking a port locally"),
+                Err(e) => crate::warn::warn(format_args!("portpick: {e}; picking a port locally")),
             }
         }
         self.pick_local().map(|port| (port, Source::Local))
@@ -335,23 +335,6 @@ impl<P: Prober> Picker<P> {
             port: self.pick_unused_port()?,
             picker: self,
         })
-    }
-
-    /// Takes the cross-process claim of a locally picked port out of the
-    /// books (the port stays picked), to hand it to another process.
-    pub(crate) fn take_claim(&self, port: u16) -> Option<std::os::fd::OwnedFd> {
-        self.state()
-            .random
-            .get_mut(&port)?
-            .take()
-            .map(PortClaim::into_fd)
-    }
-
-    pub(crate) fn holds_claim(&self, port: u16) -> bool {
-        self.state()
-            .random
-            .get(&port)
-            .is_some_and(|claim| claim.is_some())
     }
 
     pub(crate) fn claims_on(&self) -> bool {

@@ -6,6 +6,7 @@
 mod claims;
 mod daemon;
 mod names;
+mod others;
 mod ports;
 mod procs;
 mod servers;
@@ -13,6 +14,7 @@ mod servers;
 pub use claims::*;
 pub use daemon::*;
 pub use names::*;
+pub use others::*;
 pub use ports::*;
 pub use procs::*;
 pub use servers::*;

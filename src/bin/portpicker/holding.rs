@@ -1,0 +1,106 @@
+//! The holder process (see `holder.rs` for the caller's side): picks and
+//! claims the ports, binds them for BIND_TIMEOUT when asked, answers on
+//! stdout, then keeps the claims until the owner has gone and the binds
+//! until BIND_TIMEOUT has passed, and exits. Exiting releases everything:
+//! the kernel drops the claims' names and the bound sockets with us.
+
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use portpick::__private::server::Owner;
+
+use crate::call::Call;
+use crate::owner;
+
+/// How often the holder checks that its owner lives: std has no way to
+/// wait for the death of a process that is not our child.
+const SWEEP: Duration = Duration::from_millis(500);
+
+/// The holder's main: `args` are what `Call::holder_args` wrote.
+pub fn run(args: &[String]) -> ExitCode {
+    let Some((call, owner)) = Call::from_holder_args(args) else {
+        return ExitCode::from(2);
+    };
+    // Our stderr is /dev/null: the library's warnings go to the caller.
+    portpick::__private::collect_warnings();
+    let picker = portpick::__private::global();
+    let mut answer = String::new();
+    let mut binds = Vec::new();
+    let picked = call.want.pick(picker);
+    if let Ok(ports) = &picked {
+        if call.bind_timeout > 0.0 {
+            binds = bind_all(ports);
+        }
+    }
+    for warning in portpick::__private::take_warnings() {
+        answer.push_str(&format!("warning {}\n", warning.replace('\n', " ")));
+    }
+    match &picked {
+        Ok(ports) => ports
+            .iter()
+            .for_each(|port| answer.push_str(&format!("port {port}\n"))),
+        Err(e) => answer.push_str(&format!("error {e}\n")),
+    }
+    answer.push_str("end\n");
+    // A caller that has gone cannot print the ports: they go back now.
+    if answer_caller(answer.as_bytes()).is_err() || picked.is_err() {
+        return ExitCode::from(1);
+    }
+    hold(owner, binds, Duration::from_secs_f64(call.bind_timeout));
+    ExitCode::SUCCESS
+}
+
+/// Writes `answer` to the caller's socket (our stdout) and shuts it down,
+/// so the caller reads EOF although fd 1 stays open.
+fn answer_caller(answer: &[u8]) -> io::Result<()> {
+    use std::os::fd::AsFd;
+    let socket = UnixStream::from(io::stdout().as_fd().try_clone_to_owned()?);
+    (&socket).write_all(answer)?;
+    socket.shutdown(std::net::Shutdown::Both)
+}
+
+/// Binds every port on TCP and UDP (every family the host has): what
+/// cannot be bound (someone bound it since the pick) gets a warning.
+fn bind_all(ports: &[u16]) -> Vec<OwnedFd> {
+    let mut held = Vec::new();
+    for &port in ports {
+        let tcp = portpick::__private::hold_tcp(port);
+        let udp = portpick::__private::hold_udp(port);
+        let (Some((_, tcp)), Some((_, udp))) = (tcp, udp) else {
+            portpick::__private::warn(format_args!(
+                "portpicker: warning: cannot keep port {port} bound after exit: another \
+                 program bound it meanwhile"
+            ));
+            continue;
+        };
+        held.extend(tcp.into_sockets().map(OwnedFd::from));
+        held.extend(udp.into_sockets().map(OwnedFd::from));
+    }
+    held
+}
+
+/// Waits until the binds' time is over and the owner has gone.
+fn hold(mut owner: Option<Owner>, binds: Vec<OwnedFd>, bound_for: Duration) {
+    let binds_end = Instant::now() + bound_for;
+    let mut binds = (!binds.is_empty()).then_some(binds);
+    loop {
+        let now = Instant::now();
+        if now >= binds_end {
+            binds = None;
+        }
+        if owner.is_some_and(owner::is_gone) {
+            owner = None;
+        }
+        if binds.is_none() && owner.is_none() {
+            return;
+        }
+        let nap = match binds {
+            Some(_) => SWEEP.min(binds_end - now),
+            None => SWEEP,
+        };
+        std::thread::sleep(nap);
+    }
+}

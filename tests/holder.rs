@@ -1,0 +1,187 @@
+//! The tool's holder: one per call whose PID lives, gone with it, keeping
+//! none of the caller's streams; one job's cleanup ends that job's claims
+//! only (issue 17, finding 4); a process limit gives one warning and a
+//! port. Other users' attacks on the old shared helper: tests/other_users.rs.
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+const TOOL: &str = env!("CARGO_BIN_EXE_portpicker");
+
+/// Every process whose environment has `tag` (`NAME=VALUE`): what a CI
+/// runner's cleanup of one job kills.
+fn kill_job(tag: &str) {
+    let tag = tag.as_bytes();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|&b| b == 0).any(|var| var == tag) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+/// Child mode, in a fresh network namespace: finding 4 of issue 17.
+#[test]
+#[ignore = "run in a fresh network namespace by the test below"]
+fn jobs_child() {
+    if !is_child("jobs_child") {
+        return;
+    }
+    let job_a = format!("PORTPICK_TEST_JOB={}", unique("job-a"));
+    let job_b = format!("PORTPICK_TEST_JOB={}", unique("job-b"));
+    let in_job = |cmd: &mut Command, job: &str| {
+        let (k, v) = job.split_once('=').unwrap();
+        cmd.env(k, v);
+    };
+    let mut a = Command::new("sleep");
+    in_job(a.arg("300"), &job_a);
+    let a = Reaper(a.stdin(Stdio::null()).spawn().unwrap());
+    let mut b = Command::new("sleep");
+    in_job(b.arg("300"), &job_b);
+    let b = Reaper(b.stdin(Stdio::null()).spawn().unwrap());
+    // Job A calls first (the old design's shared helper was then A's).
+    let mut call = tool_command(TOOL);
+    in_job(call.arg(a.pid().to_string()), &job_a);
+    printed_port(&run_bounded(&mut call));
+    let mut call = tool_command(TOOL);
+    in_job(call.arg(b.pid().to_string()), &job_b);
+    let port_b = printed_port(&run_bounded(&mut call));
+    kill_job(&job_a);
+    // Past a sweep: job B lives, and so does its claim.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(claimed(port_b), "job A's cleanup dropped job B's claim");
+    assert_eq!(holders_for(b.pid()), 1);
+    drop(b);
+    assert!(eventually(|| !claimed(port_b)));
+    println!("jobs_child OK");
+}
+
+#[test]
+fn one_jobs_cleanup_keeps_another_jobs_claims() {
+    let _turn = claims_turn();
+    in_fresh_netns("jobs_child");
+}
+
+#[test]
+fn a_process_limit_gives_one_warning_and_a_port() {
+    let _turn = claims_turn();
+    let Some(nobody) = ForNobody::new(TOOL) else {
+        return;
+    };
+    let owner = sleeper();
+    // As nobody with room for one process: the call itself. Root has no
+    // such limit (CAP_SYS_RESOURCE), hence another user.
+    let mut cmd = as_nobody("prlimit");
+    cmd.args(["--nproc=1:1", &nobody.path(TOOL), &owner.pid().to_string()])
+        .env_remove("PORTSERVER_ADDRESS")
+        .env_remove(portpick::CLAIMS_ENV);
+    let out = run_bounded(&mut cmd);
+    let port = printed_port(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot start a holder"), "{err}");
+    assert!(err.contains("its claim ends with this call"), "{err}");
+    assert!(!claimed(port));
+    assert_eq!(holders_for(owner.pid()), 0);
+}
+
+#[test]
+fn one_holder_per_call_whose_owner_lives_gone_with_it() {
+    let _turn = claims_turn();
+    // Nobody to follow: a port, no holder, no claim after the call.
+    for pid in [dead_pid(), 4_000_000_000, 1] {
+        let port = quiet_port(TOOL, pid);
+        assert!(!claimed(port));
+        assert_eq!(holders_for(pid), 0);
+    }
+    // Claims off: Python's tool, no holder.
+    let owner = sleeper();
+    let out = run_bounded(
+        tool_command(TOOL)
+            .arg(owner.pid().to_string())
+            .env(portpick::CLAIMS_ENV, "off"),
+    );
+    assert!(!claimed(printed_port(&out)));
+    assert_eq!(holders_for(owner.pid()), 0);
+    // One holder per call, each with its claim; all gone with the owner.
+    let mut owner = sleeper();
+    let ports: Vec<u16> = (0..5).map(|_| quiet_port(TOOL, owner.pid())).collect();
+    assert_eq!(holders_for(owner.pid()), 5);
+    assert!(ports.iter().all(|&p| claimed(p)));
+    owner.kill();
+    assert!(eventually(|| holders_for(owner.pid()) == 0));
+    assert!(ports.iter().all(|&p| !claimed(p)));
+    // A dead owner with BIND_TIMEOUT: the holder keeps the binds only.
+    let pid = dead_pid();
+    let out = run_bounded(tool_command(TOOL).args([&pid.to_string(), "0.5"]));
+    let port = printed_port(&out);
+    assert!(!portpick::is_port_free(port));
+    assert!(eventually(|| holders_for(pid) == 0));
+    assert!(portpick::is_port_free(port));
+}
+
+#[test]
+fn the_holder_keeps_none_of_the_callers_streams() {
+    use std::io::Read;
+    let _turn = claims_turn();
+    let owner = sleeper();
+    // As `$(portpicker $$ 2>&1)` with a live owner: both pipes reach EOF
+    // when the call exits, although its holder lives on.
+    let mut child = tool_command(TOOL)
+        .arg(owner.pid().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        let _ = tx.send(text);
+    });
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = err.read_to_string(&mut text);
+        let _ = tx2.send(text);
+    });
+    let first = rx.recv_timeout(PATIENCE).expect("a stream stayed open");
+    let second = rx.recv_timeout(PATIENCE).expect("a stream stayed open");
+    assert!(child.wait().unwrap().success());
+    let port: u16 = format!("{first}{second}").trim().parse().unwrap();
+    assert_eq!(holders_for(owner.pid()), 1);
+    assert!(claimed(port));
+}
+
+#[test]
+fn a_warning_is_shown_once() {
+    let _turn = claims_turn();
+    let owner = sleeper();
+    let out = run_bounded(
+        tool_command(TOOL)
+            .arg(owner.pid().to_string())
+            .env(portpick::CLAIMS_ENV, "bogus"),
+    );
+    let port = printed_port(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("\"bogus\""), "{err}");
+    assert!(claimed(port));
+}
