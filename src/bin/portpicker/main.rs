@@ -119,7 +119,10 @@ fn pick(call: &Call) -> ExitCode {
     }
     let mut rest = call.clone();
     if !served.is_empty() {
-        rest.want.ports = Ports::Many(left);
+        rest.want.ports = match left {
+            1 => Ports::One,
+            n => Ports::Many(n),
+        };
         // The portserver handed them to PID; a local pick must not too.
         rest.want.exclude.extend(&served);
     }
@@ -131,16 +134,7 @@ fn pick(call: &Call) -> ExitCode {
     if owner.is_some() || call.bind_timeout > 0.0 {
         match holder::start(&rest, owner) {
             Ok((child, answer)) => return deliver(child, answer, &served),
-            Err(e) => warn(format_args!(
-                "portpicker: warning: cannot start a holder for pid {} ({e}): the ports are \
-                 picked here, their claims end with this call{}",
-                call.pid,
-                if call.bind_timeout > 0.0 {
-                    " and they are not kept bound"
-                } else {
-                    ""
-                }
-            )),
+            Err(e) => no_holder(call, left, &e),
         }
     }
     // Kept until the ports are printed: its claims end with it.
@@ -152,6 +146,24 @@ fn pick(call: &Call) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Warns that the `count` ports are picked without a holder.
+fn no_holder(call: &Call, count: usize, e: &std::io::Error) {
+    let (ports, claims, bound) = match count {
+        1 => ("the port is", "its claim ends", "it is"),
+        _ => ("the ports are", "their claims end", "they are"),
+    };
+    let unbound = if call.bind_timeout > 0.0 {
+        format!(" and {bound} not kept bound")
+    } else {
+        String::new()
+    };
+    warn(format_args!(
+        "portpicker: warning: cannot start a holder for pid {} ({e}): {ports} picked \
+         here, {claims} with this call{unbound}",
+        call.pid
+    ));
 }
 
 /// The ports the portserver gives PID, as Python's tool asks it first:
