@@ -316,7 +316,7 @@ pub fn parse_wait(args: &[String]) -> Result<WaitArgs, ArgsError> {
             Token::Flag(flag, inline) => (flag, inline),
         };
         if !["--wait", "--timeout", "--address"].contains(&flag.as_str()) {
-            return Err(ArgsError::Unknown { arg: flag });
+            return Err(no_value(flag, inline));
         }
         let value = lexer.value(&flag, inline)?;
         match flag.as_str() {
