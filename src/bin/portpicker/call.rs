@@ -118,6 +118,24 @@ impl Call {
         })
     }
 
+    /// What is left to pick locally once the portserver gave `served`
+    /// (none: all of it); `None`: nothing is left.
+    pub fn rest(&self, served: &[u16]) -> Option<Call> {
+        let left = self.want.count().checked_sub(served.len())?;
+        let mut rest = self.clone();
+        match (left, served.is_empty()) {
+            (0, _) => return None,
+            (_, true) => return Some(rest),
+            (1, false) => rest.want.ports = Ports::One,
+            (n, false) => rest.want.ports = Ports::Many(n),
+        }
+        // The portserver handed them to PID: a local pick must not, the
+        // more so as a server's pool may lie in the kernel's ephemeral
+        // range, where local picks come from.
+        rest.want.exclude.extend(served);
+        Some(rest)
+    }
+
     /// The holder's arguments (after its hidden first one): `PID START
     /// BIND_TIMEOUT PORTS RANGE ADDRESS [EXCLUDE...]`. START is `-` when
     /// there is no owner to follow; PORTS `many:N` or `block:N`; RANGE
@@ -238,6 +256,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn what_the_portserver_gave_is_not_picked_again() {
+        let call = Call::parse(&args(&["42", "--count", "4"])).unwrap();
+        assert_eq!(call.rest(&[]), Some(call.clone()));
+        let rest = call.rest(&[7, 9]).unwrap();
+        assert_eq!(
+            (rest.want.ports, rest.want.exclude),
+            (Ports::Many(2), vec![7, 9])
+        );
+        assert_eq!(call.rest(&[7, 8, 9]).unwrap().want.ports, Ports::One);
+        assert_eq!(call.rest(&[6, 7, 8, 9]), None);
+        assert_eq!(call.rest(&[5, 6, 7, 8, 9]), None);
     }
 
     #[test]

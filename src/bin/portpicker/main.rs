@@ -15,7 +15,6 @@ mod holder;
 mod holding;
 mod owner;
 
-use args::Ports;
 use call::Call;
 
 const USAGE_HEAD: &str = "\
@@ -113,19 +112,10 @@ fn ports_text(ports: &[u16]) -> String {
 
 fn pick(call: &Call) -> ExitCode {
     let served = from_portserver(call);
-    let left = call.want.count() - served.len();
-    if left == 0 {
+    let Some(rest) = call.rest(&served) else {
         return print(ports_text(&served).as_bytes());
-    }
-    let mut rest = call.clone();
-    if !served.is_empty() {
-        rest.want.ports = match left {
-            1 => Ports::One,
-            n => Ports::Many(n),
-        };
-        // The portserver handed them to PID; a local pick must not too.
-        rest.want.exclude.extend(&served);
-    }
+    };
+    let left = rest.want.count();
     let owner = if portpick::__private::claims_on() {
         owner::resolve(call.pid)
     } else {
