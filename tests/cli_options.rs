@@ -256,6 +256,11 @@ fn bad_values_exit_2_with_a_short_message() {
             "{args:?}: {err}"
         );
         assert!(first.len() < 100, "{first}");
+        // The synopsis, not the whole help.
+        assert!(
+            err.contains("usage: portpicker") && err.lines().count() < 10,
+            "{err}"
+        );
     }
 }
 

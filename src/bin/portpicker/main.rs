@@ -17,13 +17,15 @@ mod owner;
 
 use call::Call;
 
-const USAGE_HEAD: &str = "\
+const SYNOPSIS: &str = "\
 usage: portpicker [PID] [BIND_TIMEOUT] [--count N | --consecutive N]
                   [--range LO-HI] [--exclude P[,P...]] [--address ADDR]
        portpicker --wait PORT [--timeout SECS] [--address ADDR]
        portpicker --stats [ADDRESS]
        portpicker --version
+";
 
+const USAGE_HEAD: &str = "
 Prints one port that is free on TCP and UDP, and a newline (with --count
 or --consecutive, N ports, one per line).
 
@@ -58,7 +60,7 @@ examples:
 
 /// The whole `--help` text.
 fn usage() -> String {
-    format!("{USAGE_HEAD}{}{USAGE_TAIL}", args::USAGE_OPTIONS)
+    format!("{SYNOPSIS}{USAGE_HEAD}{}{USAGE_TAIL}", args::USAGE_OPTIONS)
 }
 
 fn main() -> ExitCode {
@@ -81,7 +83,9 @@ fn main() -> ExitCode {
 }
 
 fn usage_error(msg: &str) -> ExitCode {
-    warn(format_args!("portpicker: {msg}\n\n{}", usage()));
+    warn(format_args!(
+        "portpicker: {msg}\n\n{SYNOPSIS}(portpicker --help says more)"
+    ));
     ExitCode::from(2)
 }
 
