@@ -24,6 +24,44 @@ pub fn kernel_ports(n: usize) -> Vec<u16> {
     ports
 }
 
+/// The claims of [`pool_ports`] and [`pool_block`], held until we exit.
+static HELD: Mutex<Vec<UnixDatagram>> = Mutex::new(Vec::new());
+
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768)
+}
+
+/// Claims `port` for this test process, if it is free. Claim first, probe
+/// second: a port another test process holds is never probed (a probe is
+/// a brief bind, which its server would see as the port being busy).
+fn pool_claim(port: u16) -> Option<UnixDatagram> {
+    let name = format!("portpick-test-pool-port/{port}");
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).ok()?;
+    let claim = UnixDatagram::bind_addr(&addr).ok()?;
+    portpick::is_port_free(port).then_some(claim)
+}
+
+/// `n` consecutive ports as [`pool_ports`] gives them (below the
+/// ephemeral range, free now, no other test's), for tests of ranges.
+pub fn pool_block(n: u16) -> std::ops::RangeInclusive<u16> {
+    let (low, high) = (25_000, ephemeral_start().max(25_000 + 2 * n));
+    // Test processes running at once start at different places.
+    let offset = std::process::id() % 997 * u32::from(n) % u32::from(high - low - n);
+    let mut start = low + offset as u16;
+    for _ in 0..1000 {
+        let claims: Vec<UnixDatagram> = (start..start + n).map_while(pool_claim).collect();
+        if claims.len() == usize::from(n) {
+            HELD.lock().unwrap().extend(claims);
+            return start..=start + n - 1;
+        }
+        start = if start + 2 * n < high { start + n } else { low };
+    }
+    panic!("no block of {n} free ports from {low} to {high}");
+}
+
 /// `n` distinct ports for a test server's pool: free now, below the
 /// kernel's ephemeral range (so no `bind(0)` anywhere is handed one while
 /// the test runs, as a port the kernel just gave out and took back would
@@ -31,11 +69,7 @@ pub fn kernel_ports(n: usize) -> Vec<u16> {
 /// processes, held until this process exits (so test binaries running at
 /// once never share one).
 pub fn pool_ports(n: usize) -> Vec<u16> {
-    static HELD: Mutex<Vec<UnixDatagram>> = Mutex::new(Vec::new());
-    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
+    let ephemeral_start = ephemeral_start();
     // Above the default portserver pool and the random-pick range
     // (15000-24999), below the ephemeral range.
     const LOW: u16 = 25000;
@@ -61,17 +95,7 @@ pub fn pool_ports(n: usize) -> Vec<u16> {
         if ports.contains(&port) {
             continue;
         }
-        // Claim first, probe second: a port another test process holds is
-        // never probed (a probe is a brief bind, which its server would
-        // see as the port being busy).
-        let name = format!("portpick-test-pool-port/{port}");
-        let Ok(addr) = SocketAddr::from_abstract_name(name.as_bytes()) else {
-            continue;
-        };
-        let Ok(claim) = UnixDatagram::bind_addr(&addr) else {
-            continue;
-        };
-        if portpick::is_port_free(port) {
+        if let Some(claim) = pool_claim(port) {
             HELD.lock().unwrap().push(claim);
             ports.push(port);
         }

@@ -16,19 +16,27 @@ pub const MAX_SECONDS: f64 = 86_400.0;
 /// How long `--wait` waits without `--timeout`.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 
-/// The usage lines of what this module parses, for `--help`.
-#[allow(dead_code)] // until the lead merges it into the tool's usage
-pub const USAGE_OPTIONS: &str = "\
-  --count N        N distinct ports, one per line
-  --consecutive N  a block of N consecutive ports, one per line (picked
-                   locally, in --range or the kernel's ephemeral range)
-  --range LO-HI    only ports from LO to HI (picked locally)
-  --exclude P[,P]  never these ports (picked locally)
-  --address ADDR   free on this IP address, TCP and UDP (picked locally)
+/// The options of a pick and the other commands, for `--help`.
+pub const USAGE_OPTIONS: &str = "
+options:
+  --count N        N distinct ports, one per line; each from the portserver
+                   first when PORTSERVER_ADDRESS is set, the rest (all of
+                   them when it has none) picked locally
+  --consecutive N  a block of N consecutive ports, one per line, in --range
+                   or else the kernel's ephemeral range
+  --range LO-HI    only ports from LO to HI
+  --exclude P[,P]  never these ports (may be repeated)
+  --address ADDR   free on this IP address, TCP and UDP, instead of on
+                   every address (the wildcard of each family)
+                   --consecutive, --range, --exclude and --address always
+                   pick locally: a portserver cannot honour them
   --wait PORT      exit 0 once something listens on TCP PORT (at ADDR,
                    default 127.0.0.1 or ::1), 1 after --timeout SECS
                    (default 30)
+  --stats          print the statistics of the portserver at ADDRESS
+                   (default: $PORTSERVER_ADDRESS, else @unittest-portserver)
   --version        print the version
+  -h, --help       print this help
 ";
 
 /// How many ports a pick prints.
@@ -44,7 +52,6 @@ pub enum Ports {
 
 /// A pick's command line.
 #[derive(Debug, Clone, PartialEq)]
-#[allow(dead_code)] // until the lead wires the pick to it
 pub struct PickArgs {
     /// PID (default: our parent).
     pub pid: Option<u32>,
@@ -211,7 +218,6 @@ fn address(flag: &str, text: &str) -> Result<IpAddr, ArgsError> {
 ///
 /// [`ArgsError`] for an unknown argument, a missing or bad value, or
 /// `--count` with `--consecutive`.
-#[allow(dead_code)] // until the lead wires the pick to it
 pub fn parse_pick(args: &[String]) -> Result<PickArgs, ArgsError> {
     let mut pick = PickArgs {
         pid: None,
@@ -245,7 +251,7 @@ pub fn parse_pick(args: &[String]) -> Result<PickArgs, ArgsError> {
             "--address",
         ];
         if !FLAGS.contains(&flag.as_str()) {
-            return Err(ArgsError::Unknown { arg: flag });
+            return Err(no_value(flag, inline));
         }
         let value = lexer.value(&flag, inline)?;
         match flag.as_str() {
@@ -268,6 +274,34 @@ pub fn parse_pick(args: &[String]) -> Result<PickArgs, ArgsError> {
     Ok(pick)
 }
 
+/// The error for a flag a pick does not take: a flag that takes no value
+/// given one (`--help=x`) says so.
+fn no_value(flag: String, inline: Option<String>) -> ArgsError {
+    match inline {
+        Some(value) if NO_VALUE.contains(&flag.as_str()) => {
+            ArgsError::UnwantedValue { flag, value }
+        }
+        _ => ArgsError::Unknown { arg: flag },
+    }
+}
+
+/// The flags that take no value.
+const NO_VALUE: [&str; 3] = ["--help", "--version", "--stats"];
+
+/// Parses `--stats [ADDRESS]` (`args[0]` is `--stats`): the address, if
+/// one is given.
+///
+/// # Errors
+///
+/// [`ArgsError::Unknown`] for a flag or a second word.
+pub fn parse_stats(args: &[String]) -> Result<Option<String>, ArgsError> {
+    match args.get(1..).unwrap_or_default() {
+        [] => Ok(None),
+        [address] if !address.starts_with("--") => Ok(Some(address.clone())),
+        [arg] | [_, arg, ..] => Err(ArgsError::Unknown { arg: arg.clone() }),
+    }
+}
+
 /// Parses `--wait PORT [--timeout SECS] [--address ADDR]`, in any order.
 ///
 /// # Errors
@@ -282,7 +316,7 @@ pub fn parse_wait(args: &[String]) -> Result<WaitArgs, ArgsError> {
             Token::Flag(flag, inline) => (flag, inline),
         };
         if !["--wait", "--timeout", "--address"].contains(&flag.as_str()) {
-            return Err(ArgsError::Unknown { arg: flag });
+            return Err(no_value(flag, inline));
         }
         let value = lexer.value(&flag, inline)?;
         match flag.as_str() {

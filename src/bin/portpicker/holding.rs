@@ -5,6 +5,7 @@
 //! the kernel drops the claims' names and the bound sockets with us.
 
 use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
@@ -26,13 +27,14 @@ pub fn run(args: &[String]) -> ExitCode {
     };
     // Our stderr is /dev/null: the library's warnings go to the caller.
     portpick::__private::collect_warnings();
-    let picker = portpick::__private::global();
+    // Kept until we exit: its claims end with it.
+    let picker = call.want.picker();
     let mut answer = String::new();
     let mut binds = Vec::new();
-    let picked = call.want.pick(picker);
+    let picked = call.want.pick(&picker);
     if let Ok(ports) = &picked {
         if call.bind_timeout > 0.0 {
-            binds = bind_all(ports);
+            binds = bind_all(ports, call.want.address);
         }
     }
     for warning in portpick::__private::take_warnings() {
@@ -62,24 +64,38 @@ fn answer_caller(answer: &[u8]) -> io::Result<()> {
     socket.shutdown(std::net::Shutdown::Both)
 }
 
-/// Binds every port on TCP and UDP (every family the host has): what
-/// cannot be bound (someone bound it since the pick) gets a warning.
-fn bind_all(ports: &[u16]) -> Vec<OwnedFd> {
+/// Binds every port on TCP and UDP: on `address`, else on every family
+/// the host has. What cannot be bound (someone bound it since the pick)
+/// gets a warning.
+fn bind_all(ports: &[u16], address: Option<IpAddr>) -> Vec<OwnedFd> {
     let mut held = Vec::new();
     for &port in ports {
-        let tcp = portpick::__private::hold_tcp(port);
-        let udp = portpick::__private::hold_udp(port);
-        let (Some((_, tcp)), Some((_, udp))) = (tcp, udp) else {
-            portpick::__private::warn(format_args!(
+        let fds = match address {
+            Some(ip) => bind_at(SocketAddr::new(ip, port)),
+            None => bind_everywhere(port),
+        };
+        match fds {
+            Some(fds) => held.extend(fds),
+            None => portpick::__private::warn(format_args!(
                 "portpicker: warning: cannot keep port {port} bound after exit: another \
                  program bound it meanwhile"
-            ));
-            continue;
-        };
-        held.extend(tcp.into_sockets().map(OwnedFd::from));
-        held.extend(udp.into_sockets().map(OwnedFd::from));
+            )),
+        }
     }
     held
+}
+
+fn bind_at(addr: SocketAddr) -> Option<Vec<OwnedFd>> {
+    let tcp = TcpListener::bind(addr).ok()?;
+    let udp = UdpSocket::bind(addr).ok()?;
+    Some(vec![OwnedFd::from(tcp), OwnedFd::from(udp)])
+}
+
+fn bind_everywhere(port: u16) -> Option<Vec<OwnedFd>> {
+    let (_, tcp) = portpick::__private::hold_tcp(port)?;
+    let (_, udp) = portpick::__private::hold_udp(port)?;
+    let tcp = tcp.into_sockets().map(OwnedFd::from);
+    Some(tcp.chain(udp.into_sockets().map(OwnedFd::from)).collect())
 }
 
 /// Waits until the binds' time is over and the owner has gone.

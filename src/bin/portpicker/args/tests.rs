@@ -191,3 +191,33 @@ fn short_sequences_of_nasty_words() {
         let _ = wants_version(&strings(seq));
     }
 }
+
+#[test]
+fn a_value_on_a_flag_that_takes_none_is_refused() {
+    for args in [
+        &["--help=x"][..],
+        &["123", "--stats=@a"],
+        &["--version=1", "2"],
+    ] {
+        assert!(
+            matches!(pick(args), Err(ArgsError::UnwantedValue { .. })),
+            "{args:?}"
+        );
+    }
+    assert!(matches!(
+        wait(&["--wait", "80", "--help=x"]),
+        Err(ArgsError::UnwantedValue { .. })
+    ));
+}
+
+#[test]
+fn stats_takes_one_address_at_most() {
+    assert_eq!(parse_stats(&strings(&["--stats"])), Ok(None));
+    assert_eq!(
+        parse_stats(&strings(&["--stats", "@a"])),
+        Ok(Some("@a".to_string()))
+    );
+    for bad in [&["--stats", "--count"][..], &["--stats", "@a", "b"]] {
+        assert!(parse_stats(&strings(bad)).is_err(), "{bad:?}");
+    }
+}
