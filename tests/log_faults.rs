@@ -207,3 +207,34 @@ fn an_embedded_server_at_defaults_writes_nothing_to_stderr() {
     assert!(stdout.contains("1 passed"), "{stdout}");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+#[test]
+fn at_verbose_the_statistics_are_one_line_each_interval() {
+    let out = Buf::default();
+    let address = unique_address("log-summary");
+    let mut config = ServerConfig::new(address.parse().unwrap())
+        .ports(pool_ports(2))
+        .log_level(Level::Verbose)
+        .log_to(out.clone());
+    config.stats_interval = Some(Duration::from_millis(20));
+    let server = PortServer::new(config).start().unwrap();
+    let owner = sleeper();
+    assert!(ask(&address, owner.pid()).is_some());
+    let summary = "1 of 2 ports held by 1 owner";
+    assert!(
+        eventually(|| out.text().contains(summary)),
+        "{}",
+        out.text()
+    );
+    let text = out.text();
+    server.stop();
+    // Each statistic by name is for `portpicker --stats`, not the log.
+    for name in ["num-ports-free", "total-allocations", "uptime-seconds"] {
+        assert!(!text.contains(name), "{name} in the log:\n{text}");
+    }
+    let lines = text.lines().filter(|l| l.contains("] Last ")).count();
+    assert!(
+        lines > 0 && lines == text.matches("held by").count(),
+        "{text}"
+    );
+}

@@ -2,6 +2,8 @@
 //! the `portserver` binary and `cargo run --example portserver`.
 
 use std::ffi::OsString;
+use std::fmt;
+use std::io::Write;
 use std::process::ExitCode;
 
 use crate::server::config::{parse_args, Command, USAGE};
@@ -25,28 +27,26 @@ pub fn run_daemon(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         match arg.into_string() {
             Ok(arg) => utf8.push(arg),
             Err(arg) => {
-                eprintln!("portserver: error: argument {arg:?} is not valid UTF-8\n{USAGE}");
-                return ExitCode::from(2);
+                return usage_error(format_args!("argument {arg:?} is not valid UTF-8"));
             }
         }
     }
     let (config, skipped) = match parse_args(utf8) {
         Ok(Command::Help) => {
-            print!("{USAGE}");
+            // Nothing to do if stdout is closed: the exit status says it.
+            let _ = std::io::stdout().lock().write_all(USAGE.as_bytes());
             return ExitCode::SUCCESS;
         }
         Ok(Command::Run { config, skipped }) => (config, skipped),
+        Err(e) if e.exit_code() == 2 => return usage_error(format_args!("{e}")),
         Err(e) => {
-            eprintln!("portserver: error: {e}");
-            if e.exit_code() == 2 {
-                eprint!("{USAGE}");
-            }
-            return ExitCode::from(e.exit_code() as u8);
+            say(format_args!("portserver: error: {e}"));
+            return ExitCode::from(1);
         }
     };
     let logger = Logger::new(config.log_level);
     for piece in &skipped {
-        logger.write(Level::Error, format_args!("{piece}"));
+        logger.write(Level::Warning, format_args!("ignoring {piece}"));
     }
     match PortServer::new(config).start() {
         Ok(server) => {
@@ -58,4 +58,18 @@ pub fn run_daemon(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A short usage error that points at `--help` (the usage is 30 lines that
+/// would bury the one that matters), exit 2.
+fn usage_error(what: fmt::Arguments<'_>) -> ExitCode {
+    say(format_args!(
+        "portserver: error: {what}\nTry 'portserver --help' for the flags."
+    ));
+    ExitCode::from(2)
+}
+
+/// One message on stderr; an unwritable stderr leaves only the exit status.
+fn say(what: fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{what}");
 }

@@ -1,13 +1,14 @@
 //! Reclaiming ports of gone owners: a thread sweeps every owner once a
 //! second (and at once when the pool runs dry), reading the process table
-//! outside the pool lock, and logs statistics at `--verbose`.
+//! outside the pool lock, and logs a summary of the statistics at
+//! `--verbose`.
 
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::server::lifecycle::Shared;
-use crate::server::log::{log, Level, Throttle};
+use crate::server::log::{log, stats_summary, Level, Throttle};
 use crate::server::process::{presence, Owner, Presence};
 use crate::sync::lock;
 
@@ -20,6 +21,7 @@ pub(super) fn reclaim_loop(shared: &Shared) {
     // than this would only burn a core on /proc reads.
     let min_gap = interval.min(Duration::from_millis(20));
     let mut last_stats = Instant::now();
+    let mut stats_before = Vec::new();
     let mut last_sweep = Instant::now();
     let check_errors = Throttle::default();
     loop {
@@ -73,10 +75,12 @@ pub(super) fn reclaim_loop(shared: &Shared) {
         }
         if let Some(every) = shared.config.stats_interval {
             if shared.logger.enabled(Level::Verbose) && last_stats.elapsed() >= every {
+                let secs = last_stats.elapsed().as_secs();
                 last_stats = Instant::now();
-                for (name, value) in shared.stats() {
-                    log!(shared.logger, Level::Verbose, "{name} {value}");
-                }
+                let now = shared.stats();
+                let line = stats_summary(&stats_before, &now, secs);
+                log!(shared.logger, Level::Verbose, "{line}");
+                stats_before = now;
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::server::log::Level;
+use crate::server::log::{count, Level};
 use crate::server::pool::Pool;
 use crate::server::process::{presence, Presence, ProcessTable};
 use crate::server::state::{StateContents, StateLineError};
@@ -95,10 +95,8 @@ impl RestoreReport {
             lines.push((Level::Warning, format!("State file {path}: skipping {e}")));
         }
         if self.errors.len() > 5 {
-            lines.push((
-                Level::Warning,
-                format!("State file {path}: {} bad lines in all", self.errors.len()),
-            ));
+            let bad = count(self.errors.len() as u64, "bad line");
+            lines.push((Level::Warning, format!("State file {path}: {bad} in all")));
         }
         if self.earlier_boot {
             lines.push((
@@ -110,20 +108,57 @@ impl RestoreReport {
             lines.push((
                 Level::Warning,
                 format!(
-                    "State file {path}: could not check {} owners; kept their ports",
-                    self.unchecked
+                    "State file {path}: could not check the owners of {}; kept them",
+                    count(self.unchecked as u64, "reservation")
                 ),
             ));
         }
         if self.entries > 0 || !self.errors.is_empty() {
-            lines.push((
-                Level::Info,
-                format!(
-                    "State file {path}: restored {} reservations, dropped {} of gone owners, {} outside the pool",
-                    self.kept, self.gone, self.outside
-                ),
-            ));
+            lines.push((Level::Info, format!("State file {path}: {}", self.counts())));
         }
         lines
+    }
+
+    /// "restored 1 reservation, dropped 3 (2 whose owner is gone, 1 outside
+    /// the pool)"; what was not dropped is not mentioned.
+    pub fn counts(&self) -> String {
+        let mut text = format!("restored {}", count(self.kept as u64, "reservation"));
+        let mut why = Vec::new();
+        if self.gone > 0 {
+            why.push(format!("{} whose owner is gone", self.gone));
+        }
+        if self.outside > 0 {
+            why.push(format!("{} outside the pool", self.outside));
+        }
+        if !why.is_empty() {
+            let dropped = self.gone + self.outside;
+            text.push_str(&format!(", dropped {dropped} ({})", why.join(", ")));
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RestoreReport;
+
+    #[test]
+    fn counts_read_as_english() {
+        let report = |kept, gone, outside| RestoreReport {
+            kept,
+            gone,
+            outside,
+            ..RestoreReport::default()
+        };
+        assert_eq!(report(1, 0, 0).counts(), "restored 1 reservation");
+        assert_eq!(report(0, 0, 0).counts(), "restored 0 reservations");
+        assert_eq!(
+            report(2, 1, 0).counts(),
+            "restored 2 reservations, dropped 1 (1 whose owner is gone)"
+        );
+        assert_eq!(
+            report(3, 2, 1).counts(),
+            "restored 3 reservations, dropped 3 (2 whose owner is gone, 1 outside the pool)"
+        );
     }
 }
