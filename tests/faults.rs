@@ -387,10 +387,8 @@ fn state_lines(path: &Path) -> std::collections::BTreeSet<(u16, u32, u64)> {
 /// for ports for owners that come and go, and restarts it on its state
 /// file: no port is ever held by two live owners, and after each restart
 /// every port a client received is still recorded for its live owner.
-/// Ignored by default (a few seconds here, more on a slow disk: every
-/// allocation is fsynced); `.ci/run` runs it.
 #[test]
-#[ignore]
+#[ignore = "slow: every allocation is fsynced; run by .ci/run with --ignored"]
 fn kill_9_at_random_moments_loses_no_reservation() {
     use std::collections::BTreeMap;
     const ALLOCATIONS: usize = 4000;
