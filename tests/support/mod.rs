@@ -5,6 +5,7 @@
 
 mod claims;
 mod daemon;
+mod logs;
 mod names;
 mod ports;
 mod procs;
@@ -12,6 +13,7 @@ mod servers;
 
 pub use claims::*;
 pub use daemon::*;
+pub use logs::*;
 pub use names::*;
 pub use ports::*;
 pub use procs::*;
