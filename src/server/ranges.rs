@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::server::log::count;
+
 /// A piece of the pool description that was skipped, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -125,6 +127,7 @@ fn number(s: &str) -> Option<u64> {
 /// ports stays one line.
 pub fn format_port_ranges(ports: &[u16], max_ranges: usize) -> String {
     let mut sorted = ports.to_vec();
+    sorted.retain(|&p| p != 0);
     sorted.sort_unstable();
     sorted.dedup();
     let mut ranges: Vec<(u16, u16)> = Vec::new();
@@ -148,10 +151,7 @@ pub fn format_port_ranges(ports: &[u16], max_ranges: usize) -> String {
     let mut text = shown.join(",");
     let more = ranges.len().saturating_sub(max_ranges);
     if more > 0 {
-        text.push_str(&format!(
-            " and {more} more range{}",
-            if more == 1 { "" } else { "s" }
-        ));
+        text.push_str(&format!(" and {}", count(more as u64, "more range")));
     }
     text
 }
@@ -223,6 +223,6 @@ mod tests {
             format_port_ranges(&[1, 3, 5, 7], 2),
             "1,3 and 2 more ranges"
         );
-        assert_eq!(format_port_ranges(&[], 2), "");
+        assert_eq!(format_port_ranges(&[0], 2), "");
     }
 }
