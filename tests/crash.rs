@@ -80,7 +80,7 @@ fn to_crlf(path: &Path) {
 /// Ignored by default (a few seconds here, more on a slow disk: every
 /// allocation is fsynced); `.ci/run` runs it.
 #[test]
-#[ignore]
+#[ignore = "slow: every allocation is fsynced; run by .ci/run with --ignored"]
 fn kill_9_at_random_moments_loses_no_reservation() {
     use std::collections::BTreeMap;
     const ALLOCATIONS: usize = 4000;

@@ -7,31 +7,10 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portpick::server::{Level, PortServer, ServerConfig};
 use support::*;
-
-/// A writer a test reads back.
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buf {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 #[test]
 fn an_unread_stderr_and_a_flood_of_bad_requests_do_not_stop_allocation() {
@@ -115,7 +94,7 @@ fn an_unread_stderr_and_a_flood_of_bad_requests_do_not_stop_allocation() {
 
 #[test]
 fn an_embedded_server_logs_nothing_at_its_default_level() {
-    let out = Buf::default();
+    let out = LogBuf::default();
     let address = unique_address("log-quiet");
     let config = ServerConfig::new(address.parse().unwrap())
         .ports(pool_ports(1))
@@ -144,7 +123,7 @@ fn an_embedded_server_logs_nothing_at_its_default_level() {
     );
 
     // At Info, the start and the stop, all written by the time stop returns.
-    let out = Buf::default();
+    let out = LogBuf::default();
     let address = unique_address("log-info");
     let config = ServerConfig::new(address.parse().unwrap())
         .ports(pool_ports(1))
@@ -156,7 +135,7 @@ fn an_embedded_server_logs_nothing_at_its_default_level() {
     assert!(text.trim_end().ends_with("Goodbye."), "{text}");
 
     // Off: not even errors.
-    let out = Buf::default();
+    let out = LogBuf::default();
     let address = unique_address("log-off");
     let config = ServerConfig::new(address.parse().unwrap())
         .ports(pool_ports(1))
@@ -206,4 +185,35 @@ fn an_embedded_server_at_defaults_writes_nothing_to_stderr() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("1 passed"), "{stdout}");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+#[test]
+fn at_verbose_the_statistics_are_one_line_each_interval() {
+    let out = LogBuf::default();
+    let address = unique_address("log-summary");
+    let mut config = ServerConfig::new(address.parse().unwrap())
+        .ports(pool_ports(2))
+        .log_level(Level::Verbose)
+        .log_to(out.clone());
+    config.stats_interval = Some(Duration::from_millis(20));
+    let server = PortServer::new(config).start().unwrap();
+    let owner = sleeper();
+    assert!(ask(&address, owner.pid()).is_some());
+    let summary = "1 of 2 ports held by 1 owner";
+    assert!(
+        eventually(|| out.text().contains(summary)),
+        "{}",
+        out.text()
+    );
+    let text = out.text();
+    server.stop();
+    // Each statistic by name is for `portpicker --stats`, not the log.
+    for name in ["num-ports-free", "total-allocations", "uptime-seconds"] {
+        assert!(!text.contains(name), "{name} in the log:\n{text}");
+    }
+    let lines = text.lines().filter(|l| l.contains("] Last ")).count();
+    assert!(
+        lines > 0 && lines == text.matches("held by").count(),
+        "{text}"
+    );
 }

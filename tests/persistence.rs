@@ -99,7 +99,7 @@ fn owners_gone_while_down_are_dropped() {
 
     let server = ServerProcess::start(&address, &args);
     assert!(
-        server.wait_for_log("dropped 2 of gone owners"),
+        server.wait_for_log("restored 0 reservations, dropped 2 (2 whose owner is gone)"),
         "{}",
         server.log_text()
     );
@@ -154,7 +154,7 @@ fn a_corrupt_file_is_reported_and_what_can_be_read_is_kept() {
         server.log_text()
     );
     assert!(
-        server.wait_for_log("restored 1 reservations"),
+        server.wait_for_log("restored 1 reservation, kept 1 outside the pool"),
         "{}",
         server.log_text()
     );

@@ -68,8 +68,36 @@ fn a_picked_port_binds_tcp_and_udp_on_v4_and_v6() {
     panic!("ports {lost:?} were picked but could not be bound on every family");
 }
 
+/// Runs the ignored test `name` of this binary in a child process without
+/// `PORTSERVER_ADDRESS`. The free functions use the process-wide picker,
+/// which asks the portserver the environment names: a test suite run on a
+/// host with one must not drain it.
+fn without_a_portserver(name: &str) {
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--ignored", "--test-threads=1"])
+        .env_remove("PORTSERVER_ADDRESS")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_output(child, 3 * PATIENCE);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn the_free_functions_work_from_many_threads() {
+    without_a_portserver("free_functions_from_many_threads");
+}
+
+#[test]
+#[ignore = "run without PORTSERVER_ADDRESS by the_free_functions_work_from_many_threads"]
+fn free_functions_from_many_threads() {
     let _turn = global_turn();
     let ports: Vec<u16> = in_threads(4, |_| {
         (0..25)
@@ -195,6 +223,12 @@ fn busy_random_ports_are_skipped_and_the_seed_decides() {
 #[test]
 fn no_repeats_over_a_thousand_picks_of_the_global_picker() {
     let _turn = global_turn();
+    without_a_portserver("a_thousand_picks_of_the_global_picker");
+}
+
+#[test]
+#[ignore = "run without PORTSERVER_ADDRESS by no_repeats_over_a_thousand_picks_of_the_global_picker"]
+fn a_thousand_picks_of_the_global_picker() {
     let mut seen = BTreeSet::new();
     for i in 0..1000 {
         let port = portpick::pick_unused_port().unwrap();
@@ -264,7 +298,7 @@ fn bound_sockets_serve_ipv4_and_ipv6_where_one_socket_can() {
 fn the_free_function_with_a_portserver_and_a_pid() {
     let _turn = global_turn();
     // Ports that other tests gave back to the process-wide picker come
-    // first (from the portserver PORTSERVER_ADDRESS may name): out of the way.
+    // first: out of the way (taken from the reserve, never from a server).
     while !portpick::__private::global().reserved().is_empty() {
         let _ = portpick::pick_unused_port();
     }

@@ -19,21 +19,44 @@ fn help_and_bad_flags() {
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("--portserver_static_pool"));
 
-    let out = run_portserver(&["--no-such-flag"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = text(&out.stderr);
-    assert!(
-        err.contains("--no-such-flag") && err.contains("usage:"),
-        "{err}"
-    );
+    // A usage error is named in a line and points at --help; the 30 lines
+    // of usage would bury it.
+    for (args, named) in [
+        (
+            &["--no-such-flag"][..],
+            "unrecognized argument \"--no-such-flag\"",
+        ),
+        (&["--verbose", "stray"], "unrecognized argument \"stray\""),
+        (
+            &["--portserver_address"],
+            "argument --portserver_address expects a value",
+        ),
+    ] {
+        let out = run_portserver(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert_eq!(
+            err,
+            format!("portserver: error: {named}\nTry 'portserver --help' for the flags.\n")
+        );
+    }
 
-    let out = run_portserver(&["--portserver_address"]);
-    assert_eq!(out.status.code(), Some(2));
+    // A pool with no valid port: one error, no "ignoring" before it.
+    let out = run_portserver(&["--portserver_static_pool=0-10"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "portserver: error: no ports to serve in --portserver_static_pool \"0-10\": \
+         out of bounds port range \"0-10\" (ports are 1 to 65535)\n"
+    );
 
     let out = run_portserver(&["--portserver_static_pool=0-0,70000-70001,x,9-8"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("no ports"), "{err}");
+    assert!(
+        err.contains("no ports to serve") && !err.contains("ignoring"),
+        "{err}"
+    );
     // Each piece is named with its reason.
     for named in [
         "\"0-0\" (ports are 1 to 65535)",
@@ -141,7 +164,7 @@ fn a_non_utf8_argument_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("not valid UTF-8") && err.contains("usage:"),
+        err.contains("not valid UTF-8") && err.contains("--help") && !err.contains("usage:"),
         "{err}"
     );
 }
@@ -197,4 +220,49 @@ fn unwritable_output_gives_the_documented_statuses() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn the_start_up_line_says_what_an_operator_needs() {
+    let mut ports = pool_ports(2);
+    ports.sort_unstable();
+    let pool = if ports[1] == ports[0] + 1 {
+        format!("{}-{}", ports[0], ports[1])
+    } else {
+        format!("{},{}", ports[0], ports[1])
+    };
+    let flag = format!(
+        "--portserver_static_pool={1}-{1},{0}-{0}",
+        ports[0], ports[1]
+    );
+    let address = unique_address("banner");
+    let server = ServerProcess::start(&address, &[&flag]);
+    let serving = format!(
+        "portserver] Serving on {address}: pool {pool} (2 ports), \
+         at most 1000 ports per pid, no state file"
+    );
+    assert!(server.wait_for_log(&serving), "{}", server.log_text());
+    drop(server);
+
+    let dir = TempDir::new("banner");
+    let state = dir.path().join("state");
+    let state_flag = format!("--portserver_state_file={}", state.display());
+    let args = [&flag[..], &state_flag, "--portserver_max_ports_per_pid=1"];
+    let server = ServerProcess::start(&address, &args);
+    let owner = sleeper();
+    assert!(ask(&address, owner.pid()).is_some());
+    drop(server);
+    let server = ServerProcess::start(&address, &args);
+    let restored = format!(
+        "portserver] State file {}: restored 1 reservation\n",
+        state.display()
+    );
+    let serving = format!(
+        "portserver] Serving on {address}: pool {pool} (2 ports), \
+         at most 1 port per pid, state file {}\n",
+        state.display()
+    );
+    // Whole lines, so "1 reservations" or a longer line cannot pass.
+    let log = server.log_text() + "\n";
+    assert!(log.contains(&restored) && log.contains(&serving), "{log}");
 }

@@ -126,7 +126,7 @@ fn a_rewrite_keeps_live_owners_outside_the_pool() {
     // The pool flag forgotten: the default pool does not hold `a`.
     let mut forgot = ServerProcess::start(&address, &[&state_flag]);
     assert!(
-        forgot.wait_for_log("kept 1 reservations of live owners outside the pool"),
+        forgot.wait_for_log("kept 1 reservation of live owners outside the pool"),
         "{}",
         forgot.log_text()
     );
@@ -136,7 +136,7 @@ fn a_rewrite_keeps_live_owners_outside_the_pool() {
 
     let server = ServerProcess::start(&address, &[&pool, &state_flag]);
     assert!(
-        server.wait_for_log("restored 1 reservations"),
+        server.wait_for_log("restored 1 reservation"),
         "{}",
         server.log_text()
     );
@@ -170,14 +170,14 @@ fn a_reservation_outside_the_pool_ends_with_its_owner() {
 
     let mut narrow = ServerProcess::start(&address, &[&pool, &state_flag]);
     assert!(
-        narrow.wait_for_log("kept 1 reservations of live owners outside the pool"),
+        narrow.wait_for_log("kept 1 reservation of live owners outside the pool"),
         "{}",
         narrow.log_text()
     );
     assert_eq!(stat(&address, "num-ports-held-outside-pool"), 1);
     owner.kill();
     assert!(
-        narrow.wait_for_log("dropped 1 reservations outside the pool"),
+        narrow.wait_for_log("dropped 1 reservation outside the pool"),
         "{}",
         narrow.log_text()
     );

@@ -1,4 +1,4 @@
-//! The portserver daemon, as `cargo install portpick` installs it;
+//! The portserver daemon, as `cargo install` installs it;
 //! `cargo run --example portserver` runs the same program.
 //!
 //! It serves until killed (SIGINT or SIGTERM end it; with

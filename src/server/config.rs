@@ -37,7 +37,8 @@ pub struct ServerConfig {
     /// Where log lines go (`None`: stderr); set with
     /// [`ServerConfig::log_to`].
     pub(crate) log_output: Option<LogOutput>,
-    /// Log statistics this often (at `--verbose`). Default 60 s.
+    /// Log a one-line summary of the statistics this often (at
+    /// `--verbose`). Default 60 s.
     pub stats_interval: Option<Duration>,
     /// Sweep all owners for dead ones this often. Default 1 s.
     pub reclaim_interval: Duration,
@@ -180,10 +181,7 @@ impl fmt::Display for ArgsError {
                 write!(f, "invalid value {value:?} for argument {flag}")
             }
             ArgsError::EmptyPool { value, problems } => {
-                write!(
-                    f,
-                    "no ports: invalid port ranges in --portserver_static_pool {value:?}"
-                )?;
+                write!(f, "no ports to serve in --portserver_static_pool {value:?}")?;
                 for (i, problem) in problems.iter().enumerate() {
                     f.write_str(if i == 0 { ": " } else { "; " })?;
                     problem.fmt(f)?;
@@ -225,8 +223,9 @@ options:
   --portserver_address ADDR, --portserver_unix_socket_address ADDR
                         address of the AF_UNIX socket to listen on; a first @
                         is the abstract namespace (default @unittest-portserver)
-  --verbose             log every allocation and denial, and statistics
-                        every minute
+  --verbose             log every allocation and denial, and a one-line
+                        summary every minute (`portpicker --stats ADDR`
+                        gives every statistic)
   --debug               log everything
   --portserver_state_file PATH
                         journal reservations to PATH so they survive restarts

@@ -2,6 +2,7 @@
 //! the `portserver` binary and `cargo run --example portserver`.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -28,8 +29,7 @@ pub fn run_daemon(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         match arg.into_string() {
             Ok(arg) => utf8.push(arg),
             Err(arg) => {
-                let message = format!("argument {arg:?} is not valid UTF-8\n{USAGE}");
-                return complain(&message, 2);
+                return usage_error(format_args!("argument {arg:?} is not valid UTF-8"));
             }
         }
     }
@@ -43,15 +43,15 @@ pub fn run_daemon(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
         Ok(Command::Version) => return version(),
         Ok(Command::Run { config, skipped }) => (config, skipped),
+        Err(e) if e.exit_code() == 2 => return usage_error(format_args!("{e}")),
         Err(e) => {
-            let code = e.exit_code() as u8;
-            let usage = if code == 2 { USAGE } else { "" };
-            return complain(&format!("{e}\n{usage}"), code);
+            say(format_args!("portserver: error: {e}"));
+            return ExitCode::from(e.exit_code() as u8);
         }
     };
     let logger = Logger::new(config.log_level);
     for piece in &skipped {
-        logger.write(Level::Error, format_args!("{piece}"));
+        logger.write(Level::Warning, format_args!("ignoring {piece}"));
     }
     match PortServer::new(config).start() {
         Ok(server) => {
@@ -65,15 +65,18 @@ pub fn run_daemon(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
-/// Writes `portserver: error: MESSAGE` to stderr (an unwritable stderr is
-/// ignored: the status says it all) and returns `code`.
-fn complain(message: &str, code: u8) -> ExitCode {
-    let mut err = std::io::stderr().lock();
-    let _ = write!(err, "portserver: error: {message}");
-    if !message.ends_with('\n') {
-        let _ = writeln!(err);
-    }
-    ExitCode::from(code)
+/// A short usage error that points at `--help` (the usage is 30 lines that
+/// would bury the one that matters), exit 2.
+fn usage_error(what: fmt::Arguments<'_>) -> ExitCode {
+    say(format_args!(
+        "portserver: error: {what}\nTry 'portserver --help' for the flags."
+    ));
+    ExitCode::from(2)
+}
+
+/// One message on stderr; an unwritable stderr leaves only the exit status.
+fn say(what: fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{what}");
 }
 
 /// `portserver --version`; stdout may be closed or full: exit 1 then.

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::server::log::count;
+
 /// A piece of the pool description that was skipped, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -31,12 +33,12 @@ impl fmt::Display for RangeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RangeError::Unparsable { piece } => {
-                write!(f, "ignoring unparsable port range {piece:?} (not N-P)")
+                write!(f, "unparsable port range {piece:?} (not N-P)")
             }
             RangeError::OutOfBounds { piece } => {
                 write!(
                     f,
-                    "ignoring out of bounds port range {piece:?} (ports are 1 to 65535)"
+                    "out of bounds port range {piece:?} (ports are 1 to 65535)"
                 )
             }
             RangeError::Backwards { piece } => {
@@ -120,6 +122,40 @@ fn number(s: &str) -> Option<u64> {
     }))
 }
 
+/// The ports as the flag writes them (`15000-24999`, `8080,9000-9010`),
+/// at most `max_ranges` ranges and then how many more: a pool of scattered
+/// ports stays one line.
+pub fn format_port_ranges(ports: &[u16], max_ranges: usize) -> String {
+    let mut sorted = ports.to_vec();
+    sorted.retain(|&p| p != 0);
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut ranges: Vec<(u16, u16)> = Vec::new();
+    for port in sorted {
+        match ranges.last_mut() {
+            Some((_, end)) if u32::from(*end) + 1 == u32::from(port) => *end = port,
+            _ => ranges.push((port, port)),
+        }
+    }
+    let shown: Vec<String> = ranges
+        .iter()
+        .take(max_ranges)
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    let mut text = shown.join(",");
+    let more = ranges.len().saturating_sub(max_ranges);
+    if more > 0 {
+        text.push_str(&format!(" and {}", count(more as u64, "more range")));
+    }
+    text
+}
+
 /// `ip_local_port_range`'s text (`32768\t60999`): the kernel's ephemeral
 /// range, if it reads as one.
 pub fn parse_kernel_range(text: &str) -> Option<(u16, u16)> {
@@ -168,5 +204,25 @@ pub fn kernel_overlap(
             .iter()
             .filter(|&&p| reserved.iter().any(|&r| within(p, r)))
             .count(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_port_ranges;
+
+    #[test]
+    fn port_ranges_are_written_as_the_flag_takes_them() {
+        assert_eq!(
+            format_port_ranges(&[5, 3, 4, 9, 11, 12, 4], 8),
+            "3-5,9,11-12"
+        );
+        assert_eq!(format_port_ranges(&[65534, 65535, 1], 8), "1,65534-65535");
+        assert_eq!(format_port_ranges(&[1, 3, 5], 2), "1,3 and 1 more range");
+        assert_eq!(
+            format_port_ranges(&[1, 3, 5, 7], 2),
+            "1,3 and 2 more ranges"
+        );
+        assert_eq!(format_port_ranges(&[0], 2), "");
     }
 }

@@ -1,14 +1,15 @@
 //! Reclaiming ports of gone owners: a thread sweeps every owner once a
 //! second (and at once when the pool runs dry), reading the process table
-//! outside the pool lock, and logs statistics at `--verbose`. Owners of
-//! reservations kept outside the pool are swept too; theirs are dropped.
+//! outside the pool lock, and logs a summary of the statistics at
+//! `--verbose`. Owners of reservations kept outside the pool are swept
+//! too; theirs are dropped.
 
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::server::lifecycle::Shared;
-use crate::server::log::{log, Level, Throttle};
+use crate::server::log::{count, log, stats_summary, Level, Throttle};
 use crate::server::process::{presence, Owner, Presence};
 use crate::sync::lock;
 
@@ -21,6 +22,7 @@ pub(super) fn reclaim_loop(shared: &Shared) {
     // than this would only burn a core on /proc reads.
     let min_gap = interval.min(Duration::from_millis(20));
     let mut last_stats = Instant::now();
+    let mut stats_before = Vec::new();
     let mut last_sweep = Instant::now();
     let check_errors = Throttle::default();
     loop {
@@ -38,10 +40,12 @@ pub(super) fn reclaim_loop(shared: &Shared) {
         sweep(shared, &check_errors);
         if let Some(every) = shared.config.stats_interval {
             if shared.logger.enabled(Level::Verbose) && last_stats.elapsed() >= every {
+                let secs = last_stats.elapsed().as_secs();
                 last_stats = Instant::now();
-                for (name, value) in shared.stats() {
-                    log!(shared.logger, Level::Verbose, "{name} {value}");
-                }
+                let now = shared.stats();
+                let line = stats_summary(&stats_before, &now, secs);
+                log!(shared.logger, Level::Verbose, "{line}");
+                stats_before = now;
             }
         }
     }
@@ -101,7 +105,8 @@ fn sweep(shared: &Shared, check_errors: &Throttle) {
         log!(
             shared.logger,
             Level::Info,
-            "Owners gone: dropped {dropped} reservations outside the pool"
+            "Owners gone: dropped {} outside the pool",
+            count(dropped as u64, "reservation")
         );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::server::log::Level;
+use crate::server::log::{count, Level};
 use crate::server::pool::Pool;
 use crate::server::process::{presence, Owner, Presence, ProcessTable};
 use crate::server::state::{StateContents, StateLineError};
@@ -107,8 +107,8 @@ impl RestoreReport {
             lines.push((
                 Level::Warning,
                 format!(
-                    "State file {path}: could not check {} owners; kept their ports",
-                    self.unchecked
+                    "State file {path}: could not check the owners of {}; kept them",
+                    count(self.unchecked as u64, "reservation")
                 ),
             ));
         }
@@ -116,24 +116,32 @@ impl RestoreReport {
             lines.push((
                 Level::Warning,
                 format!(
-                    "State file {path}: kept {} reservations of live owners outside the pool (ports {}); they stay reserved until their owners exit",
-                    self.outside.len(),
+                    "State file {path}: kept {} of live owners outside the pool (ports {}); they stay reserved until their owners exit",
+                    count(self.outside.len() as u64, "reservation"),
                     port_list(&self.outside)
                 ),
             ));
         }
         if self.entries > 0 || !self.errors.is_empty() {
-            lines.push((
-                Level::Info,
-                format!(
-                    "State file {path}: restored {} reservations, dropped {} of gone owners, kept {} outside the pool",
-                    self.kept,
-                    self.gone,
-                    self.outside.len()
-                ),
-            ));
+            lines.push((Level::Info, format!("State file {path}: {}", self.counts())));
         }
         lines
+    }
+
+    /// "restored 1 reservation, dropped 2 (2 whose owner is gone), kept 1
+    /// outside the pool"; what did not happen is not mentioned.
+    pub fn counts(&self) -> String {
+        let mut text = format!("restored {}", count(self.kept as u64, "reservation"));
+        if self.gone > 0 {
+            text.push_str(&format!(
+                ", dropped {} ({} whose owner is gone)",
+                self.gone, self.gone
+            ));
+        }
+        if !self.outside.is_empty() {
+            text.push_str(&format!(", kept {} outside the pool", self.outside.len()));
+        }
+        text
     }
 }
 
@@ -144,4 +152,40 @@ fn port_list(held: &[(u16, Owner)]) -> String {
         list.push("...".to_string());
     }
     list.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RestoreReport;
+
+    #[test]
+    fn counts_read_as_english() {
+        use crate::server::process::Owner;
+        let report = |kept, gone, outside: usize| RestoreReport {
+            kept,
+            gone,
+            outside: (0..outside)
+                .map(|i| {
+                    (
+                        i as u16,
+                        Owner {
+                            pid: 2,
+                            start_time: 3,
+                        },
+                    )
+                })
+                .collect(),
+            ..RestoreReport::default()
+        };
+        assert_eq!(report(1, 0, 0).counts(), "restored 1 reservation");
+        assert_eq!(report(0, 0, 0).counts(), "restored 0 reservations");
+        assert_eq!(
+            report(2, 1, 0).counts(),
+            "restored 2 reservations, dropped 1 (1 whose owner is gone)"
+        );
+        assert_eq!(
+            report(3, 2, 1).counts(),
+            "restored 3 reservations, dropped 2 (2 whose owner is gone), kept 1 outside the pool"
+        );
+    }
 }

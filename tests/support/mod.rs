@@ -5,6 +5,7 @@
 
 mod claims;
 mod daemon;
+mod logs;
 mod names;
 mod others;
 mod ports;
@@ -13,6 +14,7 @@ mod servers;
 
 pub use claims::*;
 pub use daemon::*;
+pub use logs::*;
 pub use names::*;
 pub use others::*;
 pub use ports::*;

@@ -2,6 +2,7 @@
 //! threads share, [`ServerHandle`] and [`Stopper`] (stop, wait), and
 //! [`ServerError`] (why it could not start).
 
+mod banner;
 mod startup;
 
 use std::fmt;
@@ -129,12 +130,12 @@ impl PortServer {
         };
         match handle.spawn_threads() {
             Ok(()) => {
-                log!(
-                    handle.shared.logger,
-                    Level::Info,
-                    "Serving on {}",
-                    handle.address
-                );
+                let shared = &handle.shared;
+                if shared.logger.enabled(Level::Info) {
+                    let managed = lock(&shared.core).pool.stats().managed;
+                    let line = banner::serving_line(&shared.config, managed);
+                    log!(shared.logger, Level::Info, "{line}");
+                }
                 Ok(handle)
             }
             Err(e) => {

@@ -10,6 +10,7 @@
 //! to a few a second; the rest are counted and summed up in one line.
 
 mod repeat;
+mod summary;
 #[cfg(test)]
 mod tests;
 mod timestamp;
@@ -23,6 +24,7 @@ use std::time::Instant;
 
 pub(crate) use repeat::Throttle;
 use repeat::{Repeats, Verdict};
+pub(crate) use summary::stats_summary;
 use timestamp::timestamp;
 pub(crate) use writer::LogOutput;
 use writer::Queue;
@@ -184,6 +186,15 @@ impl Drop for Inner {
         if let Sink::Queue(queue) = &self.sink {
             queue.flush();
         }
+    }
+}
+
+/// `n` and `noun`, the noun plural unless `n` is 1: "1 reservation",
+/// "2 reservations", "0 ports".
+pub(crate) fn count(n: u64, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
     }
 }
 

@@ -174,8 +174,11 @@ fn compaction_through_a_planted_temp_symlink_fails_safely() {
     std::fs::write(&target, "precious\n").unwrap();
     let procs = Arc::new(FakeProcesses::default());
     let ports: Vec<u16> = (41000..41016).collect();
+    let log = LogBuf::default();
     let (address, server) = fake_server(ports.clone(), &procs, |c| {
-        with_state(&state)(c).reclaim_interval(Duration::from_millis(5))
+        with_state(&state)(c)
+            .reclaim_interval(Duration::from_millis(5))
+            .log_to(log.clone())
     });
     // Planted after the start: the next compaction meets it.
     std::os::unix::fs::symlink(&target, dir.path().join("state.tmp")).unwrap();
@@ -188,6 +191,12 @@ fn compaction_through_a_planted_temp_symlink_fails_safely() {
     // Every allocation went to the journal at the path.
     assert_eq!(whole_journal(&state).len(), 1300);
     drop(server);
+    assert!(
+        log.text()
+            .contains("symbolic link; not following it; still appending to the old journal"),
+        "{}",
+        log.text()
+    );
 
     std::fs::remove_file(dir.path().join("state.tmp")).unwrap();
     let (address, _server) = fake_server(ports, &procs, with_state(&state));
@@ -200,7 +209,10 @@ fn a_journal_replaced_while_serving_is_not_written_to() {
     let dir = TempDir::new("state-replaced");
     let state = dir.path().join("state");
     let procs = Arc::new(FakeProcesses::default());
-    let (address, _server) = fake_server(pool_ports(2), &procs, with_state(&state));
+    let log = LogBuf::default();
+    let (address, _server) = fake_server(pool_ports(2), &procs, |c| {
+        with_state(&state)(c).log_to(log.clone())
+    });
     procs.start(4242, 1);
     assert!(ask(&address, 4242).is_some());
 
@@ -213,6 +225,11 @@ fn a_journal_replaced_while_serving_is_not_written_to() {
     // next restart: no port instead.
     assert_eq!(ask(&address, 4242), None);
     assert_eq!(stat(&address, "denied-state-file"), 1);
+    assert!(
+        log.wait_for("was replaced or removed while serving"),
+        "{}",
+        log.text()
+    );
     assert_eq!(
         std::fs::read_to_string(&state).unwrap(),
         "portpick-state 1\n"
