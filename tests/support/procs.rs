@@ -89,3 +89,21 @@ pub fn can_unshare_net() -> bool {
     }
     ok
 }
+
+/// Whether these tests run under an emulator (qemu-user through binfmt, as
+/// `.ci/aarch64` and `.ci/armv7` run them): the host's `uname -m` (a native
+/// program) names another architecture than the one we were built for.
+/// qemu-user starts threads of its own, so a test that allows a process
+/// no thread (`--nproc=1`) cannot run there.
+pub fn emulated() -> bool {
+    let Ok(out) = Command::new("uname").arg("-m").output() else {
+        return false;
+    };
+    let host = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let host = match host.as_str() {
+        "armv7l" | "armv8l" | "armv6l" => "arm",
+        "i686" | "i586" | "i386" => "x86",
+        other => other,
+    };
+    !host.is_empty() && host != std::env::consts::ARCH
+}
