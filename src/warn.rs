@@ -3,6 +3,10 @@
 //! (`/dev/full`, a closed pipe) it is dropped, never a panic or an error in
 //! the caller's program, as `eprintln!` would make it.
 //!
+//! A warning that a loop may repeat (a portserver that has no port left,
+//! asked again on every pick) goes through [`warn_once`]: each distinct
+//! line is written once per process.
+//!
 //! A process whose stderr leads nowhere (the tool's holder, whose stderr is
 //! `/dev/null` so that it keeps none of the caller's streams) collects its
 //! warnings instead and hands them on itself.
@@ -27,6 +31,27 @@ pub(crate) fn warn(message: fmt::Arguments<'_>) {
     let _ = stderr
         .write_fmt(message)
         .and_then(|()| stderr.write_all(b"\n"));
+}
+
+/// The lines [`warn_once`] has written; past this many distinct ones,
+/// new ones are written without being remembered.
+static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+const SEEN_CAP: usize = 64;
+
+/// As [`warn`], but a line already written by this function in this
+/// process is not written again.
+pub(crate) fn warn_once(message: fmt::Arguments<'_>) {
+    let line = message.to_string();
+    {
+        let mut seen = lock(&SEEN);
+        if seen.contains(&line) {
+            return;
+        }
+        if seen.len() < SEEN_CAP {
+            seen.push(line.clone());
+        }
+    }
+    warn(format_args!("{line}"));
 }
 
 /// From now on warnings are kept in this process, for [`take_collected`].

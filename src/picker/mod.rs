@@ -242,8 +242,11 @@ impl<P: Prober> Picker<P> {
             }
             match self.get_port_from_port_server(address, pid) {
                 Ok(port) => return Ok((port, Source::PortServer)),
-                // Python prints these too, then picks locally.
-                Err(e) => crate::warn::warn(format_args!("portpick: {e}; picking a port locally")),
+                // Python prints these too, then picks locally; once per
+                // address and reason, not on every pick of a loop.
+                Err(e) => {
+                    crate::warn::warn_once(format_args!("portpick: {e}; picking a port locally"))
+                }
             }
         }
         self.pick_local().map(|port| (port, Source::Local))

@@ -22,7 +22,6 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub(crate) use repeat::Throttle;
 use repeat::{Repeats, Verdict};
 pub(crate) use summary::stats_summary;
 use timestamp::timestamp;
