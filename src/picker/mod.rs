@@ -74,6 +74,9 @@ impl State {
 pub struct Picker<P = SocketProber> {
     prober: P,
     claims: Option<Namespace>,
+    /// Whether [`Picker::claims`] (or `claims_in`) chose `claims`, which
+    /// [`Picker::ignore_environment`] then leaves alone.
+    claims_chosen: bool,
     /// `range`, as (first, last); `first` at least 1.
     range: Option<(u16, u16)>,
     exclude: HashSet<u16>,
@@ -117,6 +120,7 @@ impl<P: Prober> Picker<P> {
         Picker {
             prober,
             claims: Namespace::from_env(),
+            claims_chosen: false,
             range: None,
             exclude: HashSet::new(),
             address: None,
@@ -134,6 +138,7 @@ impl<P: Prober> Picker<P> {
     /// the abstract namespace: elsewhere there are no claims.
     pub fn claims(mut self, yes: bool) -> Self {
         self.claims = (yes && cfg!(target_os = "linux")).then(Namespace::standard);
+        self.claims_chosen = true;
         self
     }
 
@@ -149,8 +154,8 @@ impl<P: Prober> Picker<P> {
     /// be overtaken by a real portserver) and for code that must behave the
     /// same on every host: no portserver unless [`Picker::portserver`] or a
     /// pick names one, whatever `PORTSERVER_ADDRESS` says, and claims on
-    /// (on Linux) whatever `PORTPICK_CLAIMS` says, unless
-    /// [`Picker::claims`] is called after this.
+    /// (on Linux) whatever `PORTPICK_CLAIMS` says, unless [`Picker::claims`]
+    /// chose otherwise, before or after this.
     ///
     /// ```
     /// # use portpick::{Picker, SocketProber};
@@ -161,6 +166,9 @@ impl<P: Prober> Picker<P> {
         if self.portserver.is_none() {
             self.portserver = Some(None);
         }
+        if self.claims_chosen {
+            return self;
+        }
         self.claims(true)
     }
 
@@ -169,6 +177,7 @@ impl<P: Prober> Picker<P> {
     #[doc(hidden)]
     pub fn claims_in(mut self, prefix: &str) -> Self {
         self.claims = Some(Namespace::with_prefix(prefix));
+        self.claims_chosen = true;
         self
     }
 
@@ -364,5 +373,20 @@ impl<P: Prober> Picker<P> {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         lock(&self.state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Picker;
+
+    #[test]
+    fn ignore_environment_keeps_claims_off() {
+        let picker = Picker::new().claims(false).ignore_environment();
+        assert!(!picker.claims_on());
+        let picker = Picker::new().ignore_environment().claims(false);
+        assert!(!picker.claims_on());
+        let picker = Picker::new().claims(true).ignore_environment();
+        assert_eq!(picker.claims_on(), cfg!(target_os = "linux"));
     }
 }
