@@ -41,7 +41,7 @@ const BUDGET_CHECK_FROM: usize = 32;
 /// Where claims are made: the documented names, or (for tests that must not
 /// meet other processes' claims) a private prefix.
 #[derive(Debug, Clone)]
-pub(crate) struct Namespace {
+pub(crate) struct ClaimPrefix {
     prefix: Box<[u8]>,
 }
 
@@ -75,15 +75,15 @@ pub(crate) enum Claim {
     Unavailable(io::Error),
 }
 
-impl Namespace {
+impl ClaimPrefix {
     /// The documented names, `portpick/claim/PORT`.
     pub(crate) fn standard() -> Self {
-        Namespace::with_prefix(PREFIX)
+        ClaimPrefix::with_prefix(PREFIX)
     }
 
     /// Names `PREFIXPORT` instead of the documented ones.
     pub(crate) fn with_prefix(prefix: &str) -> Self {
-        Namespace {
+        ClaimPrefix {
             prefix: prefix.as_bytes().into(),
         }
     }
@@ -95,10 +95,10 @@ impl Namespace {
             return None;
         }
         match std::env::var_os(CLAIMS_ENV) {
-            None => Some(Namespace::standard()),
+            None => Some(ClaimPrefix::standard()),
             Some(v) => match v.to_str() {
                 Some("off" | "0") => None,
-                Some("" | "on" | "1") => Some(Namespace::standard()),
+                Some("" | "on" | "1") => Some(ClaimPrefix::standard()),
                 _ => {
                     static WARNED: AtomicBool = AtomicBool::new(false);
                     if !WARNED.swap(true, Ordering::Relaxed) {
@@ -107,7 +107,7 @@ impl Namespace {
                              \"on\"; cross-process claims stay on"
                         ));
                     }
-                    Some(Namespace::standard())
+                    Some(ClaimPrefix::standard())
                 }
             },
         }
@@ -160,7 +160,7 @@ impl Namespace {
 /// Whether a local picker holds a claim on `port` (in the documented
 /// names): the portserver treats such a port as busy.
 pub(crate) fn is_claimed(port: u16) -> bool {
-    cfg!(target_os = "linux") && Namespace::standard().is_claimed(port)
+    cfg!(target_os = "linux") && ClaimPrefix::standard().is_claimed(port)
 }
 
 /// The portserver's default prober: a port is free when the sockets say so
@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn the_names_are_the_documented_ones() {
-        assert_eq!(Namespace::standard().name(8080), b"portpick/claim/8080");
-        assert_eq!(Namespace::with_prefix("x/").name(1), b"x/1");
+        assert_eq!(ClaimPrefix::standard().name(8080), b"portpick/claim/8080");
+        assert_eq!(ClaimPrefix::with_prefix("x/").name(1), b"x/1");
     }
 }
