@@ -20,8 +20,6 @@ use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::limits::OpenFiles;
-
 /// The environment variable that turns cross-process claims off: `off` (or
 /// `0`). Unset, empty, `on` or `1`: claims on, the default on Linux.
 pub const CLAIMS_ENV: &str = "PORTPICK_CLAIMS";
@@ -217,20 +215,7 @@ pub(crate) fn warn_unavailable(port: u16, err: &io::Error) {
 /// The soft limit on open files; 1024, the usual default, when it cannot
 /// be read.
 fn open_files_limit() -> usize {
-    match crate::limits::open_files() {
-        Some(OpenFiles::Limit(n)) => usize::try_from(n).unwrap_or(usize::MAX),
-        Some(OpenFiles::Unlimited) => usize::MAX,
-        None => 1024,
-    }
-}
-
-/// The soft limit in the `Max open files` line of `/proc/PID/limits`.
-#[cfg(test)]
-fn parse_open_files_limit(text: &str) -> Option<usize> {
-    match crate::limits::parse_open_files(text)? {
-        OpenFiles::Limit(n) => usize::try_from(n).ok(),
-        OpenFiles::Unlimited => Some(usize::MAX),
-    }
+    crate::limits::open_files_limit().map_or(1024, |n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// Whether this process cannot open the sockets one probe needs at once
@@ -253,18 +238,6 @@ pub(crate) fn out_of_descriptors() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_the_soft_open_files_limit() {
-        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
-                    Max processes             63704                63704                processes \n\
-                    Max open files            1024                 524288               files     \n";
-        assert_eq!(parse_open_files_limit(text), Some(1024));
-        let text = "Max open files            unlimited            unlimited            files\n";
-        assert_eq!(parse_open_files_limit(text), Some(usize::MAX));
-        assert_eq!(parse_open_files_limit("Max processes 5 5\n"), None);
-        assert_eq!(parse_open_files_limit("Max open files  lots\n"), None);
-    }
 
     #[test]
     fn the_names_are_the_documented_ones() {

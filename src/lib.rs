@@ -237,11 +237,12 @@ pub mod __private {
 
     /// The portserver's insides.
     pub mod server {
+        pub use crate::limits::parse_open_files_limit;
         pub use crate::server::config::{
             parse_args, ArgsError, Command, DEFAULT_ADDRESS, DEFAULT_MAX_PORTS_PER_PID,
             DEFAULT_POOL, USAGE,
         };
-        pub use crate::server::descriptors::{parse_open_files_limit, pending_cap};
+        pub use crate::server::descriptors::pending_cap;
         pub use crate::server::log::Logger;
         pub use crate::server::pool::{
             allocate_with, Attempt, Pool, PoolStats, Step, MAX_PROBES_PER_REQUEST,
