@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::address::PortServerAddress;
 use crate::server::log::{Level, LogOutput};
-use crate::server::ranges::{empty_pieces, parse_port_ranges, RangeError};
+use crate::server::ranges::{parse_pool, RangeError};
 
 /// Python's default pool.
 pub const DEFAULT_POOL: &str = "15000-24999";
@@ -316,14 +316,18 @@ where
     } else {
         Level::Info
     };
-    let (ports, skipped) = parse_port_ranges(&pool);
-    if ports.is_empty() {
-        let problems = empty_pieces(&pool);
+    let parsed = parse_pool(&pool);
+    if parsed.ports.is_empty() {
+        let mut problems = parsed.skipped;
+        problems.extend(parsed.backwards);
         return Err(ArgsError::EmptyPool {
             value: pool,
             problems,
         });
     }
-    config.ports = ports;
-    Ok(Command::Run { config, skipped })
+    config.ports = parsed.ports;
+    Ok(Command::Run {
+        config,
+        skipped: parsed.skipped,
+    })
 }
