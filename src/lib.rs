@@ -90,6 +90,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod address;
+mod args;
 mod claim;
 mod client;
 mod limits;
@@ -226,6 +227,10 @@ pub fn bind_unused_udp() -> io::Result<UdpSocket> {
 /// not covered by semver.
 #[doc(hidden)]
 pub mod __private {
+    /// The command-line lexer of both binaries.
+    pub mod args {
+        pub use crate::args::{Arg, LexError, Lexer};
+    }
     pub use crate::probe::{hold_tcp, hold_udp, Held};
     /// The wire format: pure functions over bytes.
     pub mod protocol {

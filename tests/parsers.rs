@@ -274,6 +274,8 @@ fn portserver_flags() {
         (&["--portserver_address"][..], 2),
         (&["--portserver_max_ports_per_pid=lots"][..], 2),
         (&["--verbose=1"][..], 2),
+        (&["--help=x"][..], 2),
+        (&["--version=x"][..], 2),
         (&["--portserver_static_pool=0-0"][..], 1),
         (&["--portserver_static_pool=a-b,9-1"][..], 1),
     ] {
