@@ -231,7 +231,7 @@ pub mod __private {
     pub mod args {
         pub use crate::args::{Arg, LexError, Lexer};
     }
-    pub use crate::probe::{hold_tcp, hold_udp, Held};
+    pub use crate::probe::{hold_tcp, hold_udp};
     /// The wire format: pure functions over bytes.
     pub mod protocol {
         pub use crate::protocol::*;
@@ -243,27 +243,16 @@ pub mod __private {
     /// The portserver's insides.
     pub mod server {
         pub use crate::limits::parse_open_files_limit;
-        pub use crate::server::config::{
-            parse_args, ArgsError, Command, DEFAULT_ADDRESS, DEFAULT_MAX_PORTS_PER_PID,
-            DEFAULT_POOL, USAGE,
-        };
-        pub use crate::server::descriptors::pending_cap;
-        pub use crate::server::log::Logger;
+        pub use crate::server::config::{parse_args, ArgsError, Command, DEFAULT_ADDRESS};
         pub use crate::server::pool::{
             allocate_with, Attempt, Pool, PoolStats, Step, MAX_PROBES_PER_REQUEST,
             OWNER_CHECKS_PER_REQUEST,
         };
         pub use crate::server::process::{
-            parse_stat, presence, Owner, Presence, ProcFs, ProcStat, ProcessTable, StatError,
+            parse_stat, presence, Owner, Presence, ProcFs, ProcessTable, StatError,
         };
-        pub use crate::server::ranges::{
-            kernel_overlap, parse_kernel_list, parse_kernel_range, parse_port_ranges,
-            KernelOverlap, RangeError,
-        };
-        pub use crate::server::restore::{restore, RestoreReport};
-        pub use crate::server::state::{
-            format_entry, format_header, parse_state, StateContents, StateFile, StateLineError,
-        };
+        pub use crate::server::ranges::{parse_kernel_range, parse_port_ranges, RangeError};
+        pub use crate::server::state::parse_state;
     }
 
     /// The process-wide picker behind the free functions.

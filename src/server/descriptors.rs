@@ -16,20 +16,25 @@ pub(crate) fn reserve(acceptors: usize) -> usize {
 
 /// Connections the slow lane may hold: the configured cap, lowered so that
 /// they and the reserve fit in `limit` (`None`: unknown); at least 1.
-///
-/// ```
-/// use portpick::__private::server::pending_cap;
-/// assert_eq!(pending_cap(512, 2, Some(1024)), 512);
-/// assert_eq!(pending_cap(512, 2, Some(128)), 96);
-/// assert_eq!(pending_cap(512, 2, Some(20)), 1);
-/// assert_eq!(pending_cap(512, 2, None), 512);
-/// assert_eq!(pending_cap(512, 2, Some(u64::MAX)), 512);
-/// ```
-pub fn pending_cap(configured: usize, acceptors: usize, limit: Option<u64>) -> usize {
+pub(crate) fn pending_cap(configured: usize, acceptors: usize, limit: Option<u64>) -> usize {
     let budget = limit.map_or(usize::MAX, |l| {
         usize::try_from(l)
             .unwrap_or(usize::MAX)
             .saturating_sub(reserve(acceptors))
     });
     configured.min(budget).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pending_cap;
+
+    #[test]
+    fn the_slow_lane_fits_in_the_open_files_limit() {
+        assert_eq!(pending_cap(512, 2, Some(1024)), 512);
+        assert_eq!(pending_cap(512, 2, Some(128)), 96);
+        assert_eq!(pending_cap(512, 2, Some(20)), 1);
+        assert_eq!(pending_cap(512, 2, None), 512);
+        assert_eq!(pending_cap(512, 2, Some(u64::MAX)), 512);
+    }
 }

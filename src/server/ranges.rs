@@ -193,12 +193,6 @@ pub struct KernelOverlap {
 
 /// Counts the pool's ports in the ephemeral range and in the reserved
 /// ranges.
-///
-/// ```
-/// use portpick::__private::server::{kernel_overlap, KernelOverlap};
-/// let overlap = kernel_overlap(&[100, 200, 300], Some((150, 250)), &[(300, 300)]);
-/// assert_eq!(overlap, KernelOverlap { ephemeral: 1, reserved: 1 });
-/// ```
 pub fn kernel_overlap(
     ports: &[u16],
     ephemeral: Option<(u16, u16)>,
@@ -216,7 +210,19 @@ pub fn kernel_overlap(
 
 #[cfg(test)]
 mod tests {
-    use super::format_port_ranges;
+    use super::{format_port_ranges, kernel_overlap, KernelOverlap};
+
+    #[test]
+    fn pool_ports_in_the_kernel_ranges_are_counted() {
+        let overlap = kernel_overlap(&[100, 200, 300], Some((150, 250)), &[(300, 300)]);
+        assert_eq!(
+            overlap,
+            KernelOverlap {
+                ephemeral: 1,
+                reserved: 1
+            }
+        );
+    }
 
     #[test]
     fn port_ranges_are_written_as_the_flag_takes_them() {

@@ -171,6 +171,7 @@ impl Logger {
 
     /// Waits (at most a second) until the lines logged so far are written,
     /// with the counts of lines dropped or suppressed.
+    #[cfg(test)]
     pub fn flush(&self) {
         if let Sink::Queue(queue) = &self.inner.sink {
             queue.flush();
