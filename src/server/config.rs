@@ -293,10 +293,10 @@ where
             "--portserver_static_pool" => pool = lexer.value()?,
             "--portserver_address" | "--portserver_unix_socket_address" => {
                 let v = lexer.value()?;
-                config.address = v.parse().map_err(|_| ArgsError::BadValue {
-                    flag: flag.clone(),
-                    value: v,
-                })?;
+                // Not trimmed: a path or name may end in a space.
+                config.address = v
+                    .parse()
+                    .map_err(|_| ArgsError::BadValue { flag, value: v })?;
             }
             "--portserver_state_file" => {
                 let v = lexer.value()?;
@@ -306,11 +306,7 @@ where
                 config.state_file = Some(PathBuf::from(v));
             }
             "--portserver_max_ports_per_pid" => {
-                let v = lexer.value()?;
-                config.max_ports_per_pid = v.trim().parse().map_err(|_| ArgsError::BadValue {
-                    flag: flag.clone(),
-                    value: v,
-                })?;
+                config.max_ports_per_pid = parsed(&flag, lexer.value()?)?;
             }
             _ => {
                 // As written, `=value` and all.
@@ -329,18 +325,26 @@ where
     } else {
         Level::Info
     };
-    let parsed = parse_pool(&pool);
-    if parsed.ports.is_empty() {
-        let mut problems = parsed.skipped;
-        problems.extend(parsed.backwards);
+    let ranges = parse_pool(&pool);
+    if ranges.ports.is_empty() {
+        let mut problems = ranges.skipped;
+        problems.extend(ranges.backwards);
         return Err(ArgsError::EmptyPool {
             value: pool,
             problems,
         });
     }
-    config.ports = parsed.ports;
+    config.ports = ranges.ports;
     Ok(Command::Run {
         config,
-        skipped: parsed.skipped,
+        skipped: ranges.skipped,
+    })
+}
+
+/// `value` (white space around it ignored) as `flag` wants it.
+fn parsed<T: std::str::FromStr>(flag: &str, value: String) -> Result<T, ArgsError> {
+    value.trim().parse().map_err(|_| ArgsError::BadValue {
+        flag: flag.to_string(),
+        value,
     })
 }
