@@ -42,16 +42,21 @@ const SEEN_CAP: usize = 64;
 /// process is not written again.
 pub(crate) fn warn_once(message: fmt::Arguments<'_>) {
     let line = message.to_string();
-    {
-        let mut seen = lock(&SEEN);
-        if seen.contains(&line) {
-            return;
-        }
-        if seen.len() < SEEN_CAP {
-            seen.push(line.clone());
-        }
+    if first_time(&line) {
+        warn(format_args!("{line}"));
     }
-    warn(format_args!("{line}"));
+}
+
+/// Whether [`warn_once`] has not seen `line` before (and now has).
+fn first_time(line: &str) -> bool {
+    let mut seen = lock(&SEEN);
+    if seen.iter().any(|l| l == line) {
+        return false;
+    }
+    if seen.len() < SEEN_CAP {
+        seen.push(line.to_string());
+    }
+    true
 }
 
 /// From now on warnings are kept in this process, for [`take_collected`].
@@ -65,4 +70,17 @@ pub(crate) fn take_collected() -> Vec<String> {
         .as_mut()
         .map(std::mem::take)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_time;
+
+    #[test]
+    fn a_line_is_new_once() {
+        let line = "portpick: warn.rs test line";
+        assert!(first_time(line));
+        assert!(!first_time(line));
+        assert!(first_time("portpick: warn.rs test line, another"));
+    }
 }
