@@ -20,8 +20,6 @@ use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::limits::OpenFiles;
-
 /// The environment variable that turns cross-process claims off: `off` (or
 /// `0`). Unset, empty, `on` or `1`: claims on, the default on Linux.
 pub const CLAIMS_ENV: &str = "PORTPICK_CLAIMS";
@@ -41,7 +39,7 @@ const BUDGET_CHECK_FROM: usize = 32;
 /// Where claims are made: the documented names, or (for tests that must not
 /// meet other processes' claims) a private prefix.
 #[derive(Debug, Clone)]
-pub(crate) struct Namespace {
+pub(crate) struct ClaimPrefix {
     prefix: Box<[u8]>,
 }
 
@@ -75,15 +73,15 @@ pub(crate) enum Claim {
     Unavailable(io::Error),
 }
 
-impl Namespace {
+impl ClaimPrefix {
     /// The documented names, `portpick/claim/PORT`.
     pub(crate) fn standard() -> Self {
-        Namespace::with_prefix(PREFIX)
+        ClaimPrefix::with_prefix(PREFIX)
     }
 
     /// Names `PREFIXPORT` instead of the documented ones.
     pub(crate) fn with_prefix(prefix: &str) -> Self {
-        Namespace {
+        ClaimPrefix {
             prefix: prefix.as_bytes().into(),
         }
     }
@@ -95,10 +93,10 @@ impl Namespace {
             return None;
         }
         match std::env::var_os(CLAIMS_ENV) {
-            None => Some(Namespace::standard()),
+            None => Some(ClaimPrefix::standard()),
             Some(v) => match v.to_str() {
                 Some("off" | "0") => None,
-                Some("" | "on" | "1") => Some(Namespace::standard()),
+                Some("" | "on" | "1") => Some(ClaimPrefix::standard()),
                 _ => {
                     static WARNED: AtomicBool = AtomicBool::new(false);
                     if !WARNED.swap(true, Ordering::Relaxed) {
@@ -107,7 +105,7 @@ impl Namespace {
                              \"on\"; cross-process claims stay on"
                         ));
                     }
-                    Some(Namespace::standard())
+                    Some(ClaimPrefix::standard())
                 }
             },
         }
@@ -160,7 +158,7 @@ impl Namespace {
 /// Whether a local picker holds a claim on `port` (in the documented
 /// names): the portserver treats such a port as busy.
 pub(crate) fn is_claimed(port: u16) -> bool {
-    cfg!(target_os = "linux") && Namespace::standard().is_claimed(port)
+    cfg!(target_os = "linux") && ClaimPrefix::standard().is_claimed(port)
 }
 
 /// The portserver's default prober: a port is free when the sockets say so
@@ -217,20 +215,7 @@ pub(crate) fn warn_unavailable(port: u16, err: &io::Error) {
 /// The soft limit on open files; 1024, the usual default, when it cannot
 /// be read.
 fn open_files_limit() -> usize {
-    match crate::limits::open_files() {
-        Some(OpenFiles::Limit(n)) => usize::try_from(n).unwrap_or(usize::MAX),
-        Some(OpenFiles::Unlimited) => usize::MAX,
-        None => 1024,
-    }
-}
-
-/// The soft limit in the `Max open files` line of `/proc/PID/limits`.
-#[cfg(test)]
-fn parse_open_files_limit(text: &str) -> Option<usize> {
-    match crate::limits::parse_open_files(text)? {
-        OpenFiles::Limit(n) => usize::try_from(n).ok(),
-        OpenFiles::Unlimited => Some(usize::MAX),
-    }
+    crate::limits::open_files_limit().map_or(1024, |n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// Whether this process cannot open the sockets one probe needs at once
@@ -255,20 +240,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_the_soft_open_files_limit() {
-        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
-                    Max processes             63704                63704                processes \n\
-                    Max open files            1024                 524288               files     \n";
-        assert_eq!(parse_open_files_limit(text), Some(1024));
-        let text = "Max open files            unlimited            unlimited            files\n";
-        assert_eq!(parse_open_files_limit(text), Some(usize::MAX));
-        assert_eq!(parse_open_files_limit("Max processes 5 5\n"), None);
-        assert_eq!(parse_open_files_limit("Max open files  lots\n"), None);
-    }
-
-    #[test]
     fn the_names_are_the_documented_ones() {
-        assert_eq!(Namespace::standard().name(8080), b"portpick/claim/8080");
-        assert_eq!(Namespace::with_prefix("x/").name(1), b"x/1");
+        assert_eq!(ClaimPrefix::standard().name(8080), b"portpick/claim/8080");
+        assert_eq!(ClaimPrefix::with_prefix("x/").name(1), b"x/1");
     }
 }

@@ -90,6 +90,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod address;
+mod args;
 mod claim;
 mod client;
 mod limits;
@@ -226,7 +227,11 @@ pub fn bind_unused_udp() -> io::Result<UdpSocket> {
 /// not covered by semver.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::probe::{hold_tcp, hold_udp, Held};
+    /// The command-line lexer of both binaries.
+    pub mod args {
+        pub use crate::args::{Arg, LexError, Lexer};
+    }
+    pub use crate::probe::{hold_tcp, hold_udp};
     /// The wire format: pure functions over bytes.
     pub mod protocol {
         pub use crate::protocol::*;
@@ -237,27 +242,17 @@ pub mod __private {
 
     /// The portserver's insides.
     pub mod server {
-        pub use crate::server::config::{
-            parse_args, ArgsError, Command, DEFAULT_ADDRESS, DEFAULT_MAX_PORTS_PER_PID,
-            DEFAULT_POOL, USAGE,
-        };
-        pub use crate::server::descriptors::{parse_open_files_limit, pending_cap};
-        pub use crate::server::log::Logger;
+        pub use crate::limits::parse_open_files_limit;
+        pub use crate::server::config::{parse_args, ArgsError, Command, DEFAULT_ADDRESS};
         pub use crate::server::pool::{
             allocate_with, Attempt, Pool, PoolStats, Step, MAX_PROBES_PER_REQUEST,
             OWNER_CHECKS_PER_REQUEST,
         };
         pub use crate::server::process::{
-            parse_stat, presence, Owner, Presence, ProcFs, ProcStat, ProcessTable, StatError,
+            parse_stat, presence, Owner, Presence, ProcFs, ProcessTable, StatError,
         };
-        pub use crate::server::ranges::{
-            kernel_overlap, parse_kernel_list, parse_kernel_range, parse_port_ranges,
-            KernelOverlap, RangeError,
-        };
-        pub use crate::server::restore::{restore, RestoreReport};
-        pub use crate::server::state::{
-            format_entry, format_header, parse_state, StateContents, StateFile, StateLineError,
-        };
+        pub use crate::server::ranges::{parse_kernel_range, parse_port_ranges, RangeError};
+        pub use crate::server::state::parse_state;
     }
 
     /// The process-wide picker behind the free functions.

@@ -61,56 +61,29 @@ pub trait Prober: Send + Sync {
     }
 }
 
-impl<P: Prober + ?Sized> Prober for &P {
-    fn is_free(&self, port: u16, protocol: Protocol) -> bool {
-        (**self).is_free(port, protocol)
-    }
-    fn kernel_port(&self, protocol: Protocol) -> Option<u16> {
-        (**self).kernel_port(protocol)
-    }
-    // Forwarded too: an implementation's own `is_port_free` (the
-    // portserver's skips claimed ports) must not be lost behind a pointer.
-    fn is_port_free(&self, port: u16) -> bool {
-        (**self).is_port_free(port)
-    }
-    fn is_free_on(&self, ip: IpAddr, port: u16, protocol: Protocol) -> bool {
-        (**self).is_free_on(ip, port, protocol)
-    }
+/// A pointer to a prober is a prober: every method forwarded, the
+/// provided ones too, so that an implementation's own `is_port_free` (the
+/// portserver's skips claimed ports) is not lost behind the pointer.
+macro_rules! forward_prober {
+    ($($pointer:ty),*) => {$(
+        impl<P: Prober + ?Sized> Prober for $pointer {
+            fn is_free(&self, port: u16, protocol: Protocol) -> bool {
+                (**self).is_free(port, protocol)
+            }
+            fn kernel_port(&self, protocol: Protocol) -> Option<u16> {
+                (**self).kernel_port(protocol)
+            }
+            fn is_port_free(&self, port: u16) -> bool {
+                (**self).is_port_free(port)
+            }
+            fn is_free_on(&self, ip: IpAddr, port: u16, protocol: Protocol) -> bool {
+                (**self).is_free_on(ip, port, protocol)
+            }
+        }
+    )*};
 }
 
-impl<P: Prober + ?Sized> Prober for Box<P> {
-    fn is_free(&self, port: u16, protocol: Protocol) -> bool {
-        (**self).is_free(port, protocol)
-    }
-    fn kernel_port(&self, protocol: Protocol) -> Option<u16> {
-        (**self).kernel_port(protocol)
-    }
-    // Forwarded too: an implementation's own `is_port_free` (the
-    // portserver's skips claimed ports) must not be lost behind a pointer.
-    fn is_port_free(&self, port: u16) -> bool {
-        (**self).is_port_free(port)
-    }
-    fn is_free_on(&self, ip: IpAddr, port: u16, protocol: Protocol) -> bool {
-        (**self).is_free_on(ip, port, protocol)
-    }
-}
-
-impl<P: Prober + ?Sized> Prober for std::sync::Arc<P> {
-    fn is_free(&self, port: u16, protocol: Protocol) -> bool {
-        (**self).is_free(port, protocol)
-    }
-    fn kernel_port(&self, protocol: Protocol) -> Option<u16> {
-        (**self).kernel_port(protocol)
-    }
-    // Forwarded too: an implementation's own `is_port_free` (the
-    // portserver's skips claimed ports) must not be lost behind a pointer.
-    fn is_port_free(&self, port: u16) -> bool {
-        (**self).is_port_free(port)
-    }
-    fn is_free_on(&self, ip: IpAddr, port: u16, protocol: Protocol) -> bool {
-        (**self).is_free_on(ip, port, protocol)
-    }
-}
+forward_prober!(&P, Box<P>, std::sync::Arc<P>);
 
 /// The real prober: binds sockets.
 ///

@@ -283,8 +283,10 @@ fn a_low_descriptor_limit_does_not_stall_a_client() {
         .iter()
         .filter(|l| l.contains("accept failed"))
         .count() as u64;
+    // The log's limit on repeats from one place: 5 lines a second, then
+    // one that counts the rest.
     assert!(
-        accept_failed <= s["uptime-seconds"] + 1,
+        accept_failed <= 6 * (s["uptime-seconds"] + 2),
         "{accept_failed} accept failures logged in {} s:\n{}",
         s["uptime-seconds"],
         server.log_text()

@@ -146,10 +146,13 @@ fn our_own_open_files_limit_parses() {
         .lines()
         .find(|l| l.starts_with("Max open files"))
         .unwrap();
-    let soft = line.split_whitespace().nth(3).unwrap();
+    let soft = match line.split_whitespace().nth(3).unwrap() {
+        "unlimited" => Some(u64::MAX),
+        soft => soft.parse().ok(),
+    };
     assert_eq!(
         portpick::__private::server::parse_open_files_limit(&limits),
-        soft.parse().ok(),
+        soft,
         "{line}"
     );
 }
@@ -271,6 +274,8 @@ fn portserver_flags() {
         (&["--portserver_address"][..], 2),
         (&["--portserver_max_ports_per_pid=lots"][..], 2),
         (&["--verbose=1"][..], 2),
+        (&["--help=x"][..], 2),
+        (&["--version=x"][..], 2),
         (&["--portserver_static_pool=0-0"][..], 1),
         (&["--portserver_static_pool=a-b,9-1"][..], 1),
     ] {

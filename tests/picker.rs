@@ -22,7 +22,7 @@ fn global_turn() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn no_locks<P: Prober>(p: P) -> Picker<P> {
+fn unclaimed<P: Prober>(p: P) -> Picker<P> {
     Picker::with_prober(p).ignore_environment().claims(false)
 }
 
@@ -112,7 +112,7 @@ fn free_functions_from_many_threads() {
 }
 
 #[test]
-fn bound_socket_helpers() {
+fn bound_socket_functions() {
     let tcp = portpick::bind_unused_tcp().unwrap();
     let port = tcp.local_addr().unwrap().port();
     assert!(port > 0);
@@ -171,7 +171,7 @@ fn kernel_port_zero_or_none_is_skipped() {
             }
         }
     }
-    let picker = no_locks(ZeroThenNone(Mutex::new(0)));
+    let picker = unclaimed(ZeroThenNone(Mutex::new(0)));
     assert_eq!(picker.pick_unused_port(), Ok(30005));
 }
 
@@ -194,7 +194,7 @@ fn busy_random_ports_are_skipped_and_the_seed_decides() {
         }
     }
     let run = |seed: u64| {
-        let picker = no_locks(Parity(Mutex::new(Vec::new()))).seed(seed);
+        let picker = unclaimed(Parity(Mutex::new(Vec::new()))).seed(seed);
         let ports: Vec<u16> = (0..20)
             .filter_map(|_| picker.pick_unused_port().ok())
             .collect();

@@ -176,7 +176,7 @@ impl<P: Prober> Picker<P> {
         if state.has(port) {
             return false;
         }
-        state.random.insert(port, claim);
+        state.picked_locally.insert(port, claim);
         true
     }
 }

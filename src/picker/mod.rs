@@ -16,7 +16,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use crate::claim::{Namespace, PortClaim};
+use crate::claim::{ClaimPrefix, PortClaim};
 use crate::client::{self, PortServerError};
 use crate::probe::{Prober, SocketProber};
 use crate::rand::Rng;
@@ -45,13 +45,14 @@ pub enum Source {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Reserved ports not handed out (Python's `_free_ports`).
-    free: BTreeSet<u16>,
+    /// Reserved ports waiting to be handed out, not out now (Python's
+    /// `_free_ports`).
+    reserved_waiting: BTreeSet<u16>,
     /// Reserved or portserver ports handed out (Python's `_owned_ports`).
     owned: HashSet<u16>,
-    /// Ports picked locally and not returned, with their cross-process claim
-    /// (Python's `_random_ports`).
-    random: HashMap<u16, Option<PortClaim>>,
+    /// Ports picked locally (at random or given by the kernel) and not
+    /// returned, with their cross-process claim (Python's `_random_ports`).
+    picked_locally: HashMap<u16, Option<PortClaim>>,
 }
 
 impl State {
@@ -59,7 +60,9 @@ impl State {
     /// (picked locally, or reserved or a portserver's, and not returned),
     /// or waits in the reserved ports to be handed out.
     fn has(&self, port: u16) -> bool {
-        self.random.contains_key(&port) || self.owned.contains(&port) || self.free.contains(&port)
+        self.picked_locally.contains_key(&port)
+            || self.owned.contains(&port)
+            || self.reserved_waiting.contains(&port)
     }
 }
 
@@ -73,7 +76,10 @@ impl State {
 /// out and not had back.
 pub struct Picker<P = SocketProber> {
     prober: P,
-    claims: Option<Namespace>,
+    claims: Option<ClaimPrefix>,
+    /// Whether [`Picker::claims`] (or `claims_in`) chose `claims`, which
+    /// [`Picker::ignore_environment`] then leaves alone.
+    claims_chosen: bool,
     /// `range`, as (first, last); `first` at least 1.
     range: Option<(u16, u16)>,
     exclude: HashSet<u16>,
@@ -116,7 +122,8 @@ impl<P: Prober> Picker<P> {
     pub fn with_prober(prober: P) -> Self {
         Picker {
             prober,
-            claims: Namespace::from_env(),
+            claims: ClaimPrefix::from_env(),
+            claims_chosen: false,
             range: None,
             exclude: HashSet::new(),
             address: None,
@@ -133,7 +140,8 @@ impl<P: Prober> Picker<P> {
     /// unless the environment says `PORTPICK_CLAIMS=off`. Only Linux has
     /// the abstract namespace: elsewhere there are no claims.
     pub fn claims(mut self, yes: bool) -> Self {
-        self.claims = (yes && cfg!(target_os = "linux")).then(Namespace::standard);
+        self.claims = (yes && cfg!(target_os = "linux")).then(ClaimPrefix::standard);
+        self.claims_chosen = true;
         self
     }
 
@@ -149,8 +157,8 @@ impl<P: Prober> Picker<P> {
     /// be overtaken by a real portserver) and for code that must behave the
     /// same on every host: no portserver unless [`Picker::portserver`] or a
     /// pick names one, whatever `PORTSERVER_ADDRESS` says, and claims on
-    /// (on Linux) whatever `PORTPICK_CLAIMS` says, unless
-    /// [`Picker::claims`] is called after this.
+    /// (on Linux) whatever `PORTPICK_CLAIMS` says, unless [`Picker::claims`]
+    /// chose otherwise, before or after this.
     ///
     /// ```
     /// # use portpick::{Picker, SocketProber};
@@ -161,6 +169,9 @@ impl<P: Prober> Picker<P> {
         if self.portserver.is_none() {
             self.portserver = Some(None);
         }
+        if self.claims_chosen {
+            return self;
+        }
         self.claims(true)
     }
 
@@ -168,7 +179,8 @@ impl<P: Prober> Picker<P> {
     /// tests with made-up ports meet no real picker's claims.
     #[doc(hidden)]
     pub fn claims_in(mut self, prefix: &str) -> Self {
-        self.claims = Some(Namespace::with_prefix(prefix));
+        self.claims = Some(ClaimPrefix::with_prefix(prefix));
+        self.claims_chosen = true;
         self
     }
 
@@ -242,8 +254,11 @@ impl<P: Prober> Picker<P> {
             }
             match self.get_port_from_port_server(address, pid) {
                 Ok(port) => return Ok((port, Source::PortServer)),
-                // Python prints these too, then picks locally.
-                Err(e) => crate::warn::warn(format_args!("portpick: {e}; picking a port locally")),
+                // Python prints these too, then picks locally; once per
+                // address and reason, not on every pick of a loop.
+                Err(e) => {
+                    crate::warn::warn_once(format_args!("portpick: {e}; picking a port locally"))
+                }
             }
         }
         self.pick_local().map(|port| (port, Source::Local))
@@ -254,10 +269,10 @@ impl<P: Prober> Picker<P> {
     fn take_reserved(&self) -> Option<u16> {
         let mut state = self.state();
         let state = &mut *state;
-        let port = *state.free.iter().find(|&&p| {
-            self.allows(p) && !state.owned.contains(&p) && !state.random.contains_key(&p)
+        let port = *state.reserved_waiting.iter().find(|&&p| {
+            self.allows(p) && !state.owned.contains(&p) && !state.picked_locally.contains_key(&p)
         })?;
-        state.free.remove(&port);
+        state.reserved_waiting.remove(&port);
         state.owned.insert(port);
         Some(port)
     }
@@ -285,9 +300,9 @@ impl<P: Prober> Picker<P> {
                 client::DEFAULT_TIMEOUT,
             )?;
             let mut state = self.state();
-            if !state.random.contains_key(&port) && !state.owned.contains(&port) {
+            if !state.picked_locally.contains_key(&port) && !state.owned.contains(&port) {
                 // A reserved copy waiting would hand it out twice.
-                state.free.remove(&port);
+                state.reserved_waiting.remove(&port);
                 state.owned.insert(port);
                 return Ok(port);
             }
@@ -305,10 +320,10 @@ impl<P: Prober> Picker<P> {
     /// Returns whether the port was known.
     pub fn return_port(&self, port: u16) -> bool {
         let mut state = self.state();
-        if state.random.remove(&port).is_some() {
+        if state.picked_locally.remove(&port).is_some() {
             true
         } else if state.owned.remove(&port) {
-            state.free.insert(port);
+            state.reserved_waiting.insert(port);
             true
         } else {
             false
@@ -317,7 +332,7 @@ impl<P: Prober> Picker<P> {
 
     /// Adds a port obtained some other way; the next picks hand it out first.
     pub fn add_reserved_port(&self, port: u16) {
-        self.state().free.insert(port);
+        self.state().reserved_waiting.insert(port);
     }
 
     /// Whether `port` is free on TCP and UDP (IPv6 and IPv4).
@@ -347,7 +362,7 @@ impl<P: Prober> Picker<P> {
         let mut ports: Vec<u16> = state
             .owned
             .iter()
-            .chain(state.random.keys())
+            .chain(state.picked_locally.keys())
             .copied()
             .collect();
         ports.sort_unstable();
@@ -356,10 +371,25 @@ impl<P: Prober> Picker<P> {
 
     /// The reserved ports not handed out, sorted.
     pub fn reserved(&self) -> Vec<u16> {
-        self.state().free.iter().copied().collect()
+        self.state().reserved_waiting.iter().copied().collect()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         lock(&self.state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Picker;
+
+    #[test]
+    fn ignore_environment_keeps_claims_off() {
+        let picker = Picker::new().claims(false).ignore_environment();
+        assert!(!picker.claims_on());
+        let picker = Picker::new().ignore_environment().claims(false);
+        assert!(!picker.claims_on());
+        let picker = Picker::new().claims(true).ignore_environment();
+        assert_eq!(picker.claims_on(), cfg!(target_os = "linux"));
     }
 }

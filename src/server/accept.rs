@@ -85,17 +85,9 @@ pub(super) fn accept_loop(shared: &Shared, listener: &UnixListener, slow: &mpsc:
                 stream
             }
             Err(e) => {
-                if let Some(held_back) = shared.accept_errors.admit() {
-                    if held_back > 0 {
-                        log!(
-                            shared.logger,
-                            Level::Warning,
-                            "accept failed: {e} ({held_back} more failures in the last second)"
-                        );
-                    } else {
-                        log!(shared.logger, Level::Warning, "accept failed: {e}");
-                    }
-                }
+                // Repeats (accept on `EMFILE` in a loop) are limited by
+                // the log, per call site.
+                log!(shared.logger, Level::Warning, "accept failed: {e}");
                 // Out of descriptors, say: spinning on accept would only
                 // burn a core; let the slow lane shed load.
                 backoff = (backoff * 2)

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::address::PortServerAddress;
+use crate::args::{Arg, LexError, Lexer};
 use crate::server::log::{Level, LogOutput};
-use crate::server::ranges::{empty_pieces, parse_port_ranges, RangeError};
+use crate::server::ranges::{parse_pool, RangeError};
 
 /// Python's default pool.
 pub const DEFAULT_POOL: &str = "15000-24999";
@@ -194,6 +195,16 @@ impl fmt::Display for ArgsError {
 
 impl std::error::Error for ArgsError {}
 
+impl From<LexError> for ArgsError {
+    fn from(e: LexError) -> Self {
+        match e {
+            LexError::MissingValue { flag } => ArgsError::MissingValue { flag },
+            // As a flag's bad value (`--verbose=1` was one already).
+            LexError::UnwantedValue { flag, value } => ArgsError::BadValue { flag, value },
+        }
+    }
+}
+
 impl ArgsError {
     /// The exit status a command line tool should use: 1 for a pool with
     /// no valid port (as Python), 2 for a usage error.
@@ -246,7 +257,8 @@ exit status:
 ";
 
 /// Parses the portserver's flags (without the program name). Both
-/// `--flag=value` and `--flag value` work.
+/// `--flag=value` and `--flag value` work; `=value` on a flag that takes
+/// none (`--help=x`) is an error.
 ///
 /// # Errors
 ///
@@ -261,52 +273,49 @@ where
     let mut pool = DEFAULT_POOL.to_string();
     let mut verbose = false;
     let mut debug = false;
-    let mut args = args.into_iter().map(Into::into);
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |flag: &str| match inline.clone() {
-            Some(v) => Ok(v),
-            None => args.next().ok_or_else(|| ArgsError::MissingValue {
-                flag: flag.to_string(),
-            }),
+    let mut lexer = Lexer::new(args.into_iter().map(Into::into));
+    while let Some(arg) = lexer.next()? {
+        let flag = match arg {
+            Arg::Flag(flag) => flag,
+            Arg::Word(word) => return Err(ArgsError::UnknownFlag { flag: word }),
         };
         match flag.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" if inline.is_none() => return Ok(Command::Version),
-            "--verbose" | "--debug" if inline.is_some() => {
-                return Err(ArgsError::BadValue {
-                    flag,
-                    value: inline.unwrap_or_default(),
-                })
+            "-h" | "--help" => {
+                lexer.no_value()?;
+                return Ok(Command::Help);
+            }
+            "-V" | "--version" => {
+                lexer.no_value()?;
+                return Ok(Command::Version);
             }
             "--verbose" => verbose = true,
             "--debug" => debug = true,
-            "--portserver_static_pool" => pool = value(&flag)?,
+            "--portserver_static_pool" => pool = lexer.value()?,
             "--portserver_address" | "--portserver_unix_socket_address" => {
-                let v = value(&flag)?;
-                config.address = v.parse().map_err(|_| ArgsError::BadValue {
-                    flag: flag.clone(),
-                    value: v,
-                })?;
+                let v = lexer.value()?;
+                // Not trimmed: a path or name may end in a space.
+                config.address = v
+                    .parse()
+                    .map_err(|_| ArgsError::BadValue { flag, value: v })?;
             }
             "--portserver_state_file" => {
-                let v = value(&flag)?;
+                let v = lexer.value()?;
                 if v.is_empty() {
                     return Err(ArgsError::BadValue { flag, value: v });
                 }
                 config.state_file = Some(PathBuf::from(v));
             }
             "--portserver_max_ports_per_pid" => {
-                let v = value(&flag)?;
-                config.max_ports_per_pid = v.trim().parse().map_err(|_| ArgsError::BadValue {
-                    flag: flag.clone(),
-                    value: v,
-                })?;
+                config.max_ports_per_pid = parsed(&flag, lexer.value()?)?;
             }
-            _ => return Err(ArgsError::UnknownFlag { flag: arg }),
+            _ => {
+                // As written, `=value` and all.
+                let flag = match lexer.optional_value() {
+                    Some(value) => format!("{flag}={value}"),
+                    None => flag,
+                };
+                return Err(ArgsError::UnknownFlag { flag });
+            }
         }
     }
     config.log_level = if debug {
@@ -316,14 +325,26 @@ where
     } else {
         Level::Info
     };
-    let (ports, skipped) = parse_port_ranges(&pool);
-    if ports.is_empty() {
-        let problems = empty_pieces(&pool);
+    let ranges = parse_pool(&pool);
+    if ranges.ports.is_empty() {
+        let mut problems = ranges.skipped;
+        problems.extend(ranges.backwards);
         return Err(ArgsError::EmptyPool {
             value: pool,
             problems,
         });
     }
-    config.ports = ports;
-    Ok(Command::Run { config, skipped })
+    config.ports = ranges.ports;
+    Ok(Command::Run {
+        config,
+        skipped: ranges.skipped,
+    })
+}
+
+/// `value` (white space around it ignored) as `flag` wants it.
+fn parsed<T: std::str::FromStr>(flag: &str, value: String) -> Result<T, ArgsError> {
+    value.trim().parse().map_err(|_| ArgsError::BadValue {
+        flag: flag.to_string(),
+        value,
+    })
 }

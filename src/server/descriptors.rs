@@ -3,7 +3,7 @@
 //! takes the descriptors that the work that matters needs (reading
 //! `/proc`, the journal and its compaction, the replies).
 
-use crate::limits::{open_files, parse_open_files, OpenFiles};
+pub(crate) use crate::limits::open_files_limit;
 
 /// Descriptors kept for everything but connections waiting in the slow
 /// lane: stdio, the listener and its clones, the journal and the temp file
@@ -14,47 +14,27 @@ pub(crate) fn reserve(acceptors: usize) -> usize {
     24 + 4 * acceptors
 }
 
-/// The soft "Max open files" limit in the text of `/proc/self/limits`;
-/// `None` for `unlimited` or text that does not say.
-///
-/// ```
-/// use portpick::__private::server::parse_open_files_limit;
-/// let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
-///               Max open files            128                  1048576              files\n";
-/// assert_eq!(parse_open_files_limit(limits), Some(128));
-/// assert_eq!(parse_open_files_limit("Max open files unlimited unlimited files\n"), None);
-/// ```
-pub fn parse_open_files_limit(limits: &str) -> Option<u64> {
-    finite(parse_open_files(limits)?)
-}
-
-/// This process's soft open-files limit; `None` for unlimited or unknown.
-pub(crate) fn open_files_limit() -> Option<u64> {
-    finite(open_files()?)
-}
-
-fn finite(limit: OpenFiles) -> Option<u64> {
-    match limit {
-        OpenFiles::Limit(n) => Some(n),
-        OpenFiles::Unlimited => None,
-    }
-}
-
 /// Connections the slow lane may hold: the configured cap, lowered so that
-/// they and the reserve fit in `limit`; at least 1.
-///
-/// ```
-/// use portpick::__private::server::pending_cap;
-/// assert_eq!(pending_cap(512, 2, Some(1024)), 512);
-/// assert_eq!(pending_cap(512, 2, Some(128)), 96);
-/// assert_eq!(pending_cap(512, 2, Some(20)), 1);
-/// assert_eq!(pending_cap(512, 2, None), 512);
-/// ```
-pub fn pending_cap(configured: usize, acceptors: usize, limit: Option<u64>) -> usize {
+/// they and the reserve fit in `limit` (`None`: unknown); at least 1.
+pub(crate) fn pending_cap(configured: usize, acceptors: usize, limit: Option<u64>) -> usize {
     let budget = limit.map_or(usize::MAX, |l| {
         usize::try_from(l)
             .unwrap_or(usize::MAX)
             .saturating_sub(reserve(acceptors))
     });
     configured.min(budget).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pending_cap;
+
+    #[test]
+    fn the_slow_lane_fits_in_the_open_files_limit() {
+        assert_eq!(pending_cap(512, 2, Some(1024)), 512);
+        assert_eq!(pending_cap(512, 2, Some(128)), 96);
+        assert_eq!(pending_cap(512, 2, Some(20)), 1);
+        assert_eq!(pending_cap(512, 2, None), 512);
+        assert_eq!(pending_cap(512, 2, Some(u64::MAX)), 512);
+    }
 }

@@ -64,8 +64,26 @@ impl std::error::Error for RangeError {}
 /// assert_eq!(skipped.len(), 2);
 /// ```
 pub fn parse_port_ranges(spec: &str) -> (Vec<u16>, Vec<RangeError>) {
+    let pool = parse_pool(spec);
+    (pool.ports, pool.skipped)
+}
+
+/// What a pool description names, in one parse.
+pub(crate) struct Pool {
+    /// The ports, sorted.
+    pub(crate) ports: Vec<u16>,
+    /// The pieces skipped (not `N-P`, out of bounds).
+    pub(crate) skipped: Vec<RangeError>,
+    /// The ranges whose start is after their end: they name no port, as
+    /// in Python, and only an error about an empty pool names them.
+    pub(crate) backwards: Vec<RangeError>,
+}
+
+/// As [`parse_port_ranges`], also keeping the backwards ranges.
+pub(crate) fn parse_pool(spec: &str) -> Pool {
     let mut present = vec![false; 65536];
     let mut skipped = Vec::new();
+    let mut backwards = Vec::new();
     for piece in spec.split(',') {
         let parsed = piece
             .split_once('-')
@@ -82,32 +100,21 @@ pub fn parse_port_ranges(spec: &str) -> (Vec<u16>, Vec<RangeError>) {
             });
             continue;
         }
+        if start > end {
+            backwards.push(RangeError::Backwards {
+                piece: piece.to_string(),
+            });
+        }
         for port in start..=end {
             present[port as usize] = true;
         }
     }
     let ports = (1..=65535u16).filter(|&p| present[p as usize]).collect();
-    (ports, skipped)
-}
-
-/// Every piece of `spec` that names no port, with the reason: what
-/// [`parse_port_ranges`] skips and the ranges whose start is after their
-/// end. For the error about a pool with no port.
-pub fn empty_pieces(spec: &str) -> Vec<RangeError> {
-    let (_, mut problems) = parse_port_ranges(spec);
-    for piece in spec.split(',') {
-        let parsed = piece
-            .split_once('-')
-            .and_then(|(a, b)| Some((number(a)?, number(b)?)));
-        if let Some((start, end)) = parsed {
-            if start >= 1 && end <= 65535 && start > end {
-                problems.push(RangeError::Backwards {
-                    piece: piece.to_string(),
-                });
-            }
-        }
+    Pool {
+        ports,
+        skipped,
+        backwards,
     }
-    problems
 }
 
 /// A decimal number with optional white space around it, saturating far
@@ -186,12 +193,6 @@ pub struct KernelOverlap {
 
 /// Counts the pool's ports in the ephemeral range and in the reserved
 /// ranges.
-///
-/// ```
-/// use portpick::__private::server::{kernel_overlap, KernelOverlap};
-/// let overlap = kernel_overlap(&[100, 200, 300], Some((150, 250)), &[(300, 300)]);
-/// assert_eq!(overlap, KernelOverlap { ephemeral: 1, reserved: 1 });
-/// ```
 pub fn kernel_overlap(
     ports: &[u16],
     ephemeral: Option<(u16, u16)>,
@@ -209,7 +210,19 @@ pub fn kernel_overlap(
 
 #[cfg(test)]
 mod tests {
-    use super::format_port_ranges;
+    use super::{format_port_ranges, kernel_overlap, KernelOverlap};
+
+    #[test]
+    fn pool_ports_in_the_kernel_ranges_are_counted() {
+        let overlap = kernel_overlap(&[100, 200, 300], Some((150, 250)), &[(300, 300)]);
+        assert_eq!(
+            overlap,
+            KernelOverlap {
+                ephemeral: 1,
+                reserved: 1
+            }
+        );
+    }
 
     #[test]
     fn port_ranges_are_written_as_the_flag_takes_them() {

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::server::lifecycle::Shared;
-use crate::server::log::{count, log, stats_summary, Level, Throttle};
+use crate::server::log::{count, log, stats_summary, Level};
 use crate::server::process::{presence, Owner, Presence};
 use crate::sync::lock;
 
@@ -24,7 +24,6 @@ pub(super) fn reclaim_loop(shared: &Shared) {
     let mut last_stats = Instant::now();
     let mut stats_before = Vec::new();
     let mut last_sweep = Instant::now();
-    let check_errors = Throttle::default();
     loop {
         let since = last_sweep.elapsed();
         if since < min_gap {
@@ -37,7 +36,7 @@ pub(super) fn reclaim_loop(shared: &Shared) {
             return;
         }
         last_sweep = Instant::now();
-        sweep(shared, &check_errors);
+        sweep(shared);
         if let Some(every) = shared.config.stats_interval {
             if shared.logger.enabled(Level::Verbose) && last_stats.elapsed() >= every {
                 let secs = last_stats.elapsed().as_secs();
@@ -54,7 +53,7 @@ pub(super) fn reclaim_loop(shared: &Shared) {
 /// Checks every owner outside the lock, then takes back the ports of the
 /// gone ones: the pool's go back to the queue; those outside the pool are
 /// dropped (the next rewrite of the journal leaves them out).
-fn sweep(shared: &Shared, check_errors: &Throttle) {
+fn sweep(shared: &Shared) {
     let (mut owners, outside) = {
         let core = lock(&shared.core);
         let outside: Vec<Owner> = core.outside.iter().map(|&(_, o)| o).collect();
@@ -74,15 +73,12 @@ fn sweep(shared: &Shared, check_errors: &Throttle) {
                     .counters
                     .owner_check_errors
                     .fetch_add(1, Ordering::Relaxed);
-                if let Some(held_back) = check_errors.admit() {
-                    log!(
-                        shared.logger,
-                        Level::Warning,
-                        "cannot tell whether pid {} runs ({e}); keeping its ports{}",
-                        owner.pid,
-                        more(held_back)
-                    );
-                }
+                log!(
+                    shared.logger,
+                    Level::Warning,
+                    "cannot tell whether pid {} runs ({e}); keeping its ports",
+                    owner.pid
+                );
             }
         }
     }
@@ -108,13 +104,5 @@ fn sweep(shared: &Shared, check_errors: &Throttle) {
             "Owners gone: dropped {} outside the pool",
             count(dropped as u64, "reservation")
         );
-    }
-}
-
-/// What a throttled warning held back since the last one, as a suffix.
-fn more(held_back: u64) -> String {
-    match held_back {
-        0 => String::new(),
-        n => format!(" ({n} more in the last second)"),
     }
 }

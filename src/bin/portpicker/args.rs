@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use portpick::__private::args::{Arg, LexError, Lexer};
+
 /// The longest BIND_TIMEOUT and `--timeout`: a day. Longer is a mistake
 /// (a typo'd number), not a plan.
 pub const MAX_SECONDS: f64 = 86_400.0;
@@ -119,42 +121,18 @@ impl fmt::Display for ArgsError {
 
 impl std::error::Error for ArgsError {}
 
-/// One step of the lexer: a flag with its `=value` if any, or a word.
-enum Token {
-    Flag(String, Option<String>),
-    Word(String),
+impl From<LexError> for ArgsError {
+    fn from(e: LexError) -> Self {
+        match e {
+            LexError::MissingValue { flag } => ArgsError::MissingValue { flag },
+            LexError::UnwantedValue { flag, value } => ArgsError::UnwantedValue { flag, value },
+        }
+    }
 }
 
-/// The command line, a token at a time; `value` takes a flag's value.
-struct Lexer<'a> {
-    args: std::slice::Iter<'a, String>,
-}
-
-impl<'a> Lexer<'a> {
-    fn new(args: &'a [String]) -> Self {
-        Lexer { args: args.iter() }
-    }
-
-    fn next(&mut self) -> Option<Token> {
-        let arg = self.args.next()?;
-        Some(match arg.strip_prefix("--") {
-            Some(_) => match arg.split_once('=') {
-                Some((flag, value)) => Token::Flag(flag.to_string(), Some(value.to_string())),
-                None => Token::Flag(arg.clone(), None),
-            },
-            None if arg.starts_with('-') && arg.len() > 1 => Token::Flag(arg.clone(), None),
-            None => Token::Word(arg.clone()),
-        })
-    }
-
-    /// The flag's value: its `=value`, else the next argument.
-    fn value(&mut self, flag: &str, inline: Option<String>) -> Result<String, ArgsError> {
-        inline
-            .or_else(|| self.args.next().cloned())
-            .ok_or_else(|| ArgsError::MissingValue {
-                flag: flag.to_string(),
-            })
-    }
+/// The lexer over a command line given as a slice.
+fn lexer(args: &[String]) -> Lexer<std::iter::Cloned<std::slice::Iter<'_, String>>> {
+    Lexer::new(args.iter().cloned())
 }
 
 fn bad(flag: &str, value: &str, expected: &'static str) -> ArgsError {
@@ -229,10 +207,10 @@ pub fn parse_pick(args: &[String]) -> Result<PickArgs, ArgsError> {
     };
     let mut words = 0;
     let mut shape: Option<String> = None;
-    let mut lexer = Lexer::new(args);
-    while let Some(token) = lexer.next() {
-        let (flag, inline) = match token {
-            Token::Word(word) => {
+    let mut lexer = lexer(args);
+    while let Some(arg) = lexer.next()? {
+        let flag = match arg {
+            Arg::Word(word) => {
                 match words {
                     0 => pick.pid = Some(word.parse().map_err(|_| bad("PID", &word, "a pid"))?),
                     1 => pick.bind_timeout = seconds("BIND_TIMEOUT", &word)?,
@@ -241,7 +219,7 @@ pub fn parse_pick(args: &[String]) -> Result<PickArgs, ArgsError> {
                 words += 1;
                 continue;
             }
-            Token::Flag(flag, inline) => (flag, inline),
+            Arg::Flag(flag) => flag,
         };
         const FLAGS: [&str; 5] = [
             "--count",
@@ -251,9 +229,9 @@ pub fn parse_pick(args: &[String]) -> Result<PickArgs, ArgsError> {
             "--address",
         ];
         if !FLAGS.contains(&flag.as_str()) {
-            return Err(no_value(flag, inline));
+            return Err(no_value(flag, lexer.optional_value()));
         }
-        let value = lexer.value(&flag, inline)?;
+        let value = lexer.value()?;
         match flag.as_str() {
             "--count" | "--consecutive" => {
                 if let Some(other) = shape.replace(flag.clone()).filter(|o| *o != flag) {
@@ -309,16 +287,16 @@ pub fn parse_stats(args: &[String]) -> Result<Option<String>, ArgsError> {
 /// [`ArgsError`] for an unknown argument, a missing or bad value.
 pub fn parse_wait(args: &[String]) -> Result<WaitArgs, ArgsError> {
     let (mut port_, mut timeout, mut address_) = (None, DEFAULT_WAIT, None);
-    let mut lexer = Lexer::new(args);
-    while let Some(token) = lexer.next() {
-        let (flag, inline) = match token {
-            Token::Word(arg) => return Err(ArgsError::Unknown { arg }),
-            Token::Flag(flag, inline) => (flag, inline),
+    let mut lexer = lexer(args);
+    while let Some(arg) = lexer.next()? {
+        let flag = match arg {
+            Arg::Word(arg) => return Err(ArgsError::Unknown { arg }),
+            Arg::Flag(flag) => flag,
         };
         if !["--wait", "--timeout", "--address"].contains(&flag.as_str()) {
-            return Err(no_value(flag, inline));
+            return Err(no_value(flag, lexer.optional_value()));
         }
-        let value = lexer.value(&flag, inline)?;
+        let value = lexer.value()?;
         match flag.as_str() {
             "--wait" => port_ = Some(port(&flag, &value)?),
             "--timeout" => timeout = Duration::from_secs_f64(seconds(&flag, &value)?),
@@ -348,19 +326,16 @@ pub fn wants_wait(args: &[String]) -> bool {
 ///
 /// [`ArgsError::UnwantedValue`] for `--version=x`.
 pub fn wants_version(args: &[String]) -> Result<bool, ArgsError> {
-    match args.first().map(String::as_str) {
-        Some("-V" | "--version") => match args.get(1) {
-            None => Ok(true),
-            Some(arg) => Err(ArgsError::Unknown { arg: arg.clone() }),
-        },
-        Some(arg) => match arg.strip_prefix("--version=") {
-            Some(value) => Err(ArgsError::UnwantedValue {
-                flag: "--version".to_string(),
-                value: value.to_string(),
-            }),
-            None => Ok(false),
-        },
-        None => Ok(false),
+    let mut lexer = lexer(args);
+    match lexer.next()? {
+        Some(Arg::Flag(flag)) if flag == "-V" || flag == "--version" => {
+            lexer.no_value()?;
+            match args.get(1) {
+                None => Ok(true),
+                Some(arg) => Err(ArgsError::Unknown { arg: arg.clone() }),
+            }
+        }
+        _ => Ok(false),
     }
 }
 

@@ -1,6 +1,5 @@
 //! The server's lifecycle: [`PortServer`] (configure, start), the state its
-//! threads share, [`ServerHandle`] and [`Stopper`] (stop, wait), and
-//! [`ServerError`] (why it could not start).
+//! threads share, and [`ServerHandle`] and [`Stopper`] (stop, wait).
 
 mod banner;
 mod startup;
@@ -17,7 +16,7 @@ use crate::probe::{Prober, SocketProber};
 use crate::server::accept::{accept_loop, slow_lane, Pending};
 use crate::server::config::ServerConfig;
 use crate::server::error::ServerError;
-use crate::server::log::{log, Level, Logger, Throttle};
+use crate::server::log::{log, Level, Logger};
 use crate::server::pool::Pool;
 use crate::server::process::{Owner, ProcFs, ProcessTable};
 use crate::server::reclaim::reclaim_loop;
@@ -119,7 +118,6 @@ impl PortServer {
             logger,
             config,
             started: Instant::now(),
-            accept_errors: Throttle::default(),
         });
         let mut handle = ServerHandle {
             address,
@@ -200,8 +198,6 @@ pub(super) struct Shared {
     pub(super) logger: Logger,
     pub(super) config: ServerConfig,
     pub(super) started: Instant,
-    /// Failed accepts, logged at most once a second.
-    pub(super) accept_errors: Throttle,
 }
 
 impl Shared {

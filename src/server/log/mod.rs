@@ -22,7 +22,6 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub(crate) use repeat::Throttle;
 use repeat::{Repeats, Verdict};
 pub(crate) use summary::stats_summary;
 use timestamp::timestamp;
@@ -172,6 +171,7 @@ impl Logger {
 
     /// Waits (at most a second) until the lines logged so far are written,
     /// with the counts of lines dropped or suppressed.
+    #[cfg(test)]
     pub fn flush(&self) {
         if let Sink::Queue(queue) = &self.inner.sink {
             queue.flush();

@@ -6,7 +6,6 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::Level;
-use crate::sync::lock;
 
 /// Warnings and errors from one call site: at most `BURST` a `WINDOW`.
 pub(super) const WINDOW: Duration = Duration::from_secs(1);
@@ -101,27 +100,5 @@ impl Repeats {
             }
         }
         due
-    }
-}
-
-/// Lets a repeated warning through at most once a second and counts the
-/// ones it held back, so a fault that repeats in a tight loop (accept on
-/// `EMFILE`) costs a line a second, not a flood.
-#[derive(Default)]
-pub(crate) struct Throttle {
-    state: std::sync::Mutex<(Option<Instant>, u64)>,
-}
-
-impl Throttle {
-    /// `Some(lines held back since the last one)` when a line may go out.
-    pub(crate) fn admit(&self) -> Option<u64> {
-        let mut state = lock(&self.state);
-        let (last, held_back) = &mut *state;
-        if matches!(last, Some(t) if t.elapsed() < Duration::from_secs(1)) {
-            *held_back += 1;
-            return None;
-        }
-        *last = Some(Instant::now());
-        Some(std::mem::take(held_back))
     }
 }

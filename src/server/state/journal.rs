@@ -43,7 +43,8 @@ pub(super) fn identity_at(path: &Path) -> io::Result<(u64, u64)> {
 }
 
 impl StateFile {
-    /// Reads the state at `path` (missing or empty: empty).
+    /// Reads the state at `path` (missing or empty: empty), with the bytes
+    /// read (to keep a copy of a journal with lines that could not be read).
     ///
     /// # Errors
     ///
@@ -51,16 +52,6 @@ impl StateFile {
     /// [`StateError::NotAJournal`] when it is not a regular file or holds
     /// bytes without our header (the file is not touched), and
     /// [`StateError::Io`] when it cannot be read.
-    pub fn load(path: &Path) -> Result<StateContents, StateError> {
-        Self::load_with_bytes(path).map(|(contents, _)| contents)
-    }
-
-    /// As [`StateFile::load`], and gives back the bytes read too (to keep
-    /// a copy of a journal with lines that could not be read).
-    ///
-    /// # Errors
-    ///
-    /// As [`StateFile::load`].
     pub fn load_with_bytes(path: &Path) -> Result<(StateContents, Vec<u8>), StateError> {
         let meta = match fs::symlink_metadata(path) {
             Ok(m) => m,
@@ -194,10 +185,5 @@ impl StateFile {
         self.good_len = good_len;
         self.torn = false;
         Ok(())
-    }
-
-    /// The journal's path.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }

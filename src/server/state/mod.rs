@@ -30,7 +30,9 @@ mod lock;
 mod snapshot;
 
 pub use error::StateError;
-pub use format::{format_entry, format_header, parse_state, StateContents, StateLineError};
+#[cfg(feature = "testkit")]
+pub(crate) use format::{format_entry, format_header};
+pub use format::{parse_state, StateContents, StateLineError};
 pub use journal::StateFile;
 pub use lock::StateLock;
 pub(crate) use snapshot::keep_unreadable;

@@ -11,7 +11,7 @@ use portpick::__private::fakes::FakeProber;
 use portpick::{Picker, Prober, Protocol, Source};
 use support::*;
 
-fn no_locks<P: Prober>(p: P) -> Picker<P> {
+fn unclaimed<P: Prober>(p: P) -> Picker<P> {
     Picker::with_prober(p).ignore_environment().claims(false)
 }
 
@@ -24,7 +24,7 @@ fn script(kernel: &[u16]) -> FakeProber {
 
 #[test]
 fn a_kernel_port_busy_on_udp_is_skipped() {
-    let picker = no_locks(script(&[30001, 30002]).busy_on(30001, Protocol::Udp));
+    let picker = unclaimed(script(&[30001, 30002]).busy_on(30001, Protocol::Udp));
     assert_eq!(picker.pick_unused_port(), Ok(30002));
     let asked = picker.prober().asked();
     // The kernel vouched for TCP; only UDP is asked.
@@ -33,7 +33,7 @@ fn a_kernel_port_busy_on_udp_is_skipped() {
 
 #[test]
 fn when_every_try_fails_a_typed_error() {
-    let picker = no_locks(FakeProber::new().all_busy(true));
+    let picker = unclaimed(FakeProber::new().all_busy(true));
     let err = picker.pick_unused_port().unwrap_err();
     assert_eq!(err.tries(), 20);
     assert_eq!(err.to_string(), "no free port found after 20 candidates");
@@ -45,21 +45,21 @@ fn when_every_try_fails_a_typed_error() {
 fn random_fallback_when_the_kernel_fails() {
     // No kernel ports at all: ten random ports in 15000..25000, each
     // checked on TCP and UDP.
-    let picker = no_locks(script(&[])).seed(7);
+    let picker = unclaimed(script(&[])).seed(7);
     let port = picker.pick_unused_port().unwrap();
     assert!((15000..25000).contains(&port));
     let asked = picker.prober().asked();
     assert!(asked.contains(&(port, Protocol::Tcp)));
     assert!(asked.contains(&(port, Protocol::Udp)));
     // The same seed, the same pick.
-    let again = no_locks(script(&[])).seed(7);
+    let again = unclaimed(script(&[])).seed(7);
     assert_eq!(again.pick_unused_port(), Ok(port));
 }
 
 #[test]
 fn a_picked_port_is_not_picked_again_until_returned() {
     // The kernel offers the same port twice (as bind(0) may).
-    let picker = no_locks(script(&[30001, 30001, 30002, 30001]));
+    let picker = unclaimed(script(&[30001, 30001, 30002, 30001]));
     assert_eq!(picker.pick_unused_port(), Ok(30001));
     assert_eq!(picker.pick_unused_port(), Ok(30002));
     assert!(picker.return_port(30001));
@@ -68,7 +68,7 @@ fn a_picked_port_is_not_picked_again_until_returned() {
 
 #[test]
 fn reserved_owned_and_returned_bookkeeping() {
-    let picker = no_locks(script(&[30001]));
+    let picker = unclaimed(script(&[30001]));
     picker.add_reserved_port(20000);
     picker.add_reserved_port(20001);
     assert_eq!(picker.reserved(), vec![20000, 20001]);
@@ -97,7 +97,7 @@ fn reserved_owned_and_returned_bookkeeping() {
 
 #[test]
 fn the_guard_returns_its_port() {
-    let picker = no_locks(script(&[30001, 30002]));
+    let picker = unclaimed(script(&[30001, 30002]));
     {
         let guard = picker.pick_guard().unwrap();
         assert_eq!(guard.port(), 30001);
@@ -118,7 +118,7 @@ fn random_fallback_after_ten_busy_kernel_ports() {
     for &p in &kernel {
         prober = prober.busy_on(p, Protocol::Udp);
     }
-    let picker = no_locks(prober).seed(11);
+    let picker = unclaimed(prober).seed(11);
     let port = picker.pick_unused_port().unwrap();
     assert!((15000..25000).contains(&port), "{port}");
     assert_eq!(picker.prober().kernel_asked(), vec![Protocol::Tcp; 10]);
@@ -132,7 +132,7 @@ fn random_fallback_after_ten_busy_kernel_ports() {
 #[test]
 fn one_picker_shared_by_threads_never_hands_a_port_out_twice() {
     // "The kernel" keeps offering the same 40 ports, as bind(0) may.
-    let picker = no_locks(FakeProber::new().cycling(30000..30040));
+    let picker = unclaimed(FakeProber::new().cycling(30000..30040));
     let ports: Vec<u16> = in_threads(8, |_| {
         (0..25)
             .map(|_| picker.pick_unused_port().unwrap())
@@ -149,7 +149,7 @@ fn one_picker_shared_by_threads_never_hands_a_port_out_twice() {
 fn a_reserved_port_comes_before_the_portserver() {
     let ports = pool_ports(1);
     let (address, _server) = embedded(&ports);
-    let picker = no_locks(script(&[30001]));
+    let picker = unclaimed(script(&[30001]));
     picker.add_reserved_port(20005);
     assert_eq!(
         picker.pick_with_source(None, Some(&address)),
