@@ -74,6 +74,7 @@ mod claim;
 mod client;
 mod limits;
 mod picker;
+mod pidns;
 mod probe;
 mod protocol;
 mod rand;
@@ -203,6 +204,10 @@ pub fn bind_unused_udp() -> io::Result<UdpSocket> {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::probe::{hold_tcp, hold_udp, Held};
+    /// Pid namespaces: ours, and finding a sandboxed pid in our `/proc`.
+    pub mod pidns {
+        pub use crate::pidns::*;
+    }
     /// The wire format: pure functions over bytes.
     pub mod protocol {
         pub use crate::protocol::*;
@@ -222,7 +227,8 @@ pub mod __private {
             OWNER_CHECKS_PER_REQUEST,
         };
         pub use crate::server::process::{
-            parse_stat, presence, Owner, Presence, ProcFs, ProcStat, ProcessTable, StatError,
+            parse_stat, presence, Owner, Presence, ProcFs, ProcStat, Process, ProcessTable,
+            StatError, PF_KTHREAD,
         };
         pub use crate::server::ranges::{
             kernel_overlap, parse_kernel_list, parse_kernel_range, parse_port_ranges,

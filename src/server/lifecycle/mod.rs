@@ -117,6 +117,7 @@ impl PortServer {
             config,
             started: Instant::now(),
             accept_errors: Throttle::default(),
+            namespace_errors: Throttle::default(),
         });
         let mut handle = ServerHandle {
             address,
@@ -194,6 +195,9 @@ pub(super) struct Shared {
     pub(super) started: Instant,
     /// Failed accepts, logged at most once a second.
     pub(super) accept_errors: Throttle,
+    /// Sandboxed clients the server cannot identify, logged at most once a
+    /// second.
+    pub(super) namespace_errors: Throttle,
 }
 
 impl Shared {
