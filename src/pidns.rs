@@ -141,16 +141,18 @@ const ESRCH: i32 = 3;
 ///
 /// # Errors
 ///
-/// [`io::ErrorKind::PermissionDenied`] when it was not found and some
-/// process's namespace could not be read, or no process of `ns` is visible
-/// at all (its members are hidden: the asking client is one of them);
-/// another error when `/proc` cannot be read now.
+/// [`io::ErrorKind::PermissionDenied`] when no process of `ns` can be seen
+/// (their namespace cannot be read, or `hidepid` hides them): the asking
+/// client is one of them, so they exist. Once one member is seen, a pid
+/// not found is no such process (the ones we cannot read are, in practice,
+/// outside: here, as root, `/proc/1` of a container can be unreadable).
+/// Another error when `/proc` cannot be read now.
 fn scan(ns: u64, pid: u32) -> io::Result<Option<Process>> {
     let mut hosts: Vec<u32> = fs::read_dir("/proc")?
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     hosts.sort_unstable_by(|a, b| b.cmp(a));
-    let (mut denied, mut members) = (false, false);
+    let mut members = false;
     for host in hosts {
         match namespace_of(&host.to_string()) {
             Ok(found) if found == ns => {
@@ -161,17 +163,15 @@ fn scan(ns: u64, pid: u32) -> io::Result<Option<Process>> {
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => denied = true,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
             Err(e) => return Err(e),
         }
     }
-    if denied || !members {
-        let why = if denied {
-            "cannot read some processes' pid namespace"
-        } else {
-            "no process of that pid namespace is visible in /proc"
-        };
-        return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+    if !members {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "no process of that pid namespace can be seen in /proc",
+        ));
     }
     Ok(None)
 }
