@@ -49,7 +49,8 @@ fn portpicker() -> &'static str {
 /// The `portserver` binary on `address` with `args`, serving.
 fn start_server(address: &str, args: &[String]) -> ServerProcess {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_portserver"));
-    cmd.arg(format!("--portserver_address={address}")).args(args);
+    cmd.arg(format!("--portserver_address={address}"))
+        .args(args);
     ServerProcess::start_command(cmd, address)
 }
 
@@ -89,7 +90,10 @@ fn sandboxed_owner(sandbox: Sandbox, address: &str, portpicker: &str) -> Sandbox
             let _ = tx.send(line);
         }
     });
-    let mut line = || rx.recv_timeout(PATIENCE).expect("the sandbox printed nothing");
+    let mut line = || {
+        rx.recv_timeout(PATIENCE)
+            .expect("the sandbox printed nothing")
+    };
     let port = line().parse().unwrap();
     let inner_pid = line().parse().unwrap();
     SandboxedOwner {
@@ -117,7 +121,11 @@ fn journaled_owner(state: &Path, port: u16) -> (u32, u64) {
 fn assert_is_sandboxed_sleep(host: u32, start: u64, inner: u32) {
     let status = std::fs::read(format!("/proc/{host}/status")).unwrap();
     let nspid = portpick::__private::pidns::parse_nspid(&status).unwrap();
-    assert_eq!((nspid.outer, nspid.inner), (host, inner), "journaled pid {host}");
+    assert_eq!(
+        (nspid.outer, nspid.inner),
+        (host, inner),
+        "journaled pid {host}"
+    );
     assert!(nspid.levels > 1, "pid {host} is not in a sandbox");
     let comm = std::fs::read_to_string(format!("/proc/{host}/comm")).unwrap();
     assert_eq!(comm.trim(), "sleep");
@@ -146,7 +154,11 @@ fn sandboxed_owner_gets_its_own_port(sandbox: Sandbox) {
     let address = unique_address("sandbox");
     let _server = start_server(&address, &[pool_arg(&ports), state_arg(&state)]);
     let owner = sandboxed_owner(sandbox, &address, portpicker());
-    assert!(ports.contains(&owner.port), "{} not from the pool", owner.port);
+    assert!(
+        ports.contains(&owner.port),
+        "{} not from the pool",
+        owner.port
+    );
     let (host, start) = journaled_owner(&state, owner.port);
     assert_is_sandboxed_sleep(host, start, owner.inner_pid);
     assert_eq!(stat(&address, "num-ports-held"), 1);
