@@ -90,7 +90,7 @@ fn sandboxed_owner(sandbox: Sandbox, address: &str, portpicker: &str) -> Sandbox
             let _ = tx.send(line);
         }
     });
-    let mut line = || {
+    let line = || {
         rx.recv_timeout(PATIENCE)
             .expect("the sandbox printed nothing")
     };
