@@ -205,6 +205,10 @@ const CACHE_CAP: usize = 4096;
 #[derive(Debug, Default)]
 pub struct Resolver {
     found: Mutex<HashMap<(u64, u32), u32>>,
+    /// Held through a scan of `/proc`: one at a time, so that requests
+    /// naming processes nobody can find (tens of milliseconds each with
+    /// thousands of processes) keep at most one acceptor busy.
+    scanning: Mutex<()>,
 }
 
 impl Resolver {
@@ -220,12 +224,13 @@ impl Resolver {
         if Some(ns) == proc_namespace() {
             return read_process(pid);
         }
-        let cached = lock(&self.found).get(&(ns, pid)).copied();
-        if let Some(host) = cached {
-            if let Some(process) = check(host, ns, pid)? {
-                return Ok(Some(process));
-            }
-            lock(&self.found).remove(&(ns, pid));
+        if let Some(process) = self.cached(ns, pid)? {
+            return Ok(Some(process));
+        }
+        let _scanning = lock(&self.scanning);
+        // The scan before ours may have found it.
+        if let Some(process) = self.cached(ns, pid)? {
+            return Ok(Some(process));
         }
         let found = scan(ns, pid)?;
         if let Some(process) = found {
@@ -236,5 +241,18 @@ impl Resolver {
             cache.insert((ns, pid), process.pid);
         }
         Ok(found)
+    }
+
+    /// The cached process for `pid` of `ns`, if it is still that process
+    /// (an entry that is not is dropped).
+    fn cached(&self, ns: u64, pid: u32) -> io::Result<Option<Process>> {
+        let Some(host) = lock(&self.found).get(&(ns, pid)).copied() else {
+            return Ok(None);
+        };
+        let process = check(host, ns, pid)?;
+        if process.is_none() {
+            lock(&self.found).remove(&(ns, pid));
+        }
+        Ok(process)
     }
 }
