@@ -91,8 +91,8 @@ impl fmt::Display for PortServerError {
             PortServerError::NoPort { address } => write!(
                 f,
                 "portserver {address:?} gave no port (it denies a pid that is not \
-                 running, pid 1 and a pid over its quota, and has none when its pool \
-                 is exhausted; its log says which)"
+                 running, pid 1, a kernel thread and a pid over its quota, and has none \
+                 when its pool is exhausted; its log says which)"
             ),
             PortServerError::Refused { address, reason } => {
                 write!(f, "portserver {address:?} gave no port: {reason}")
