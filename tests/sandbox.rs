@@ -238,6 +238,32 @@ fn a_kernel_thread_gets_no_port() {
     assert_eq!(stat(&address, "total-allocations"), 0);
 }
 
+#[test]
+fn namespaced_requests_are_always_answered() {
+    let (address, _server) = embedded(&pool_ports(1));
+    let ours = portpick::__private::pidns::own_namespace().unwrap();
+    let answer =
+        |request: String| String::from_utf8(raw_request(&address, request.as_bytes())).unwrap();
+    // Our namespace's init (the host's, here) never exits: denied, as the
+    // plain request for pid 1 is.
+    assert_eq!(answer(format!("pidns {ours} 1\n")), "0 pid 1 (init)\n");
+    assert_eq!(answer(format!("pidns {ours} 0\n")), "0 invalid pid\n");
+    assert_eq!(
+        answer(format!("pidns {ours} {}\n", dead_pid())),
+        "0 no such process\n"
+    );
+    // A namespace with no process in sight: the server cannot tell.
+    let reply = answer("pidns 1 5\n".to_string());
+    assert!(reply.starts_with("0 the server cannot see"), "{reply}");
+    let reply = answer("pidns x 5\n".to_string());
+    assert!(reply.starts_with("0 namespaced request is not"), "{reply}");
+    assert_eq!(stat(&address, "denied-namespace-unknown"), 1);
+    assert_eq!(stat(&address, "total-allocations"), 0);
+    // Our own process, named through our namespace, gets a port.
+    let reply = answer(format!("pidns {ours} {}\n", std::process::id()));
+    reply.trim_end().parse::<u16>().unwrap();
+}
+
 /// A server that reads one request and closes without a word, as Python's
 /// does with a request it cannot parse; gives back what it read.
 fn silent_server(address: &str) -> std::thread::JoinHandle<Vec<u8>> {

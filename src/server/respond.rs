@@ -151,6 +151,8 @@ impl Shared {
             checked => checked?,
         };
         let process = match self.processes.find_in_namespace(namespace, pid) {
+            // Our own init (the namespace named was ours): it never exits.
+            Ok(Some(process)) if process.pid == 1 => return Err(Denial::Init),
             Ok(Some(process)) => process,
             Ok(None) => return Err(Denial::NotRunning),
             Err(e) => {
