@@ -149,7 +149,10 @@ pub fn add_reserved_port(port: u16) {
 }
 
 /// Asks the portserver at `address` (`@name` or a path) for a port for
-/// `pid` (default: this process).
+/// `pid` (default: this process), as this process's pid namespace sees it:
+/// in a sandbox, the request names the namespace too, and our portserver
+/// finds the process on its side (Python's cannot: see
+/// [`PortServerError::NoNamespaces`]).
 ///
 /// # Errors
 ///
