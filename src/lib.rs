@@ -95,6 +95,7 @@ mod claim;
 mod client;
 mod limits;
 mod picker;
+mod pidns;
 mod probe;
 mod protocol;
 mod rand;
@@ -173,7 +174,10 @@ pub fn add_reserved_port(port: u16) {
 }
 
 /// Asks the portserver at `address` (`@name` or a path) for a port for
-/// `pid` (default: this process).
+/// `pid` (default: this process), as this process's pid namespace sees it:
+/// in a sandbox, the request names the namespace too, and our portserver
+/// finds the process on its side (Python's cannot: see
+/// [`PortServerError::NoNamespaces`]).
 ///
 /// # Errors
 ///
@@ -232,6 +236,10 @@ pub mod __private {
         pub use crate::args::{Arg, LexError, Lexer};
     }
     pub use crate::probe::{hold_tcp, hold_udp};
+    /// Pid namespaces: ours, and finding a sandboxed pid in our `/proc`.
+    pub mod pidns {
+        pub use crate::pidns::*;
+    }
     /// The wire format: pure functions over bytes.
     pub mod protocol {
         pub use crate::protocol::*;
@@ -249,7 +257,8 @@ pub mod __private {
             OWNER_CHECKS_PER_REQUEST,
         };
         pub use crate::server::process::{
-            parse_stat, presence, Owner, Presence, ProcFs, ProcessTable, StatError,
+            parse_stat, presence, Owner, Presence, ProcFs, Process, ProcessTable, StatError,
+            PF_KTHREAD,
         };
         pub use crate::server::ranges::{parse_kernel_range, parse_port_ranges, RangeError};
         pub use crate::server::state::parse_state;

@@ -1,9 +1,18 @@
 //! The portserver wire format, version 1 (Python's): a request is a pid in
 //! ASCII decimal and a newline; the answer is a port and a newline, or
-//! nothing. Pure functions over bytes, no I/O: the server, the client, the
-//! fuzzers and the property tests all call these.
+//! nothing. Our extensions: `stats`, and `pidns NS PID` (a pid as a pid
+//! namespace sees it), which is always answered. Pure functions over bytes,
+//! no I/O: the server, the client, the fuzzers and the property tests all
+//! call these.
 
 use std::fmt;
+
+mod reply;
+
+pub use reply::{
+    format_denial, format_reply, format_stats, parse_namespaced_reply, parse_reply, parse_stats,
+    NamespacedReply, ReplyError, MAX_DENIAL_LEN,
+};
 
 /// Longer requests are bad, as in Python's portserver.
 pub const MAX_REQUEST_LEN: usize = 20;
@@ -11,6 +20,15 @@ pub const MAX_REQUEST_LEN: usize = 20;
 /// Our extension: this request answers `name value` lines. Python's server
 /// would reject it as a bad pid, so no Python client can mean anything else.
 pub const STATS_REQUEST: &[u8] = b"stats\n";
+
+/// Our extension: `pidns NS PID\n` asks for a port for the process `PID`
+/// of the pid namespace whose inode is `NS`. Python's server rejects it (it
+/// is no integer), so a silent close means a server without the extension.
+pub const NAMESPACED_PREFIX: &[u8] = b"pidns ";
+
+/// Longer namespaced requests are bad (the prefix, two 20-digit numbers, a
+/// space and a newline fit).
+pub const MAX_NAMESPACED_LEN: usize = 48;
 
 /// A well-formed request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +38,15 @@ pub enum Request {
     /// beyond `i64` saturate.
     Allocate {
         /// The pid as the client wrote it.
+        pid: i64,
+    },
+    /// Give a port to the process that is `pid` in the pid namespace
+    /// whose inode is `namespace` (`pidns NS PID`). The pid is as written,
+    /// as in [`Request::Allocate`].
+    AllocateIn {
+        /// The inode of the client's pid namespace (never 0).
+        namespace: u64,
+        /// The pid as the client's namespace sees it.
         pid: i64,
     },
     /// Report statistics (`stats`).
@@ -32,7 +59,8 @@ pub enum Request {
 pub enum RequestError {
     /// No bytes before the end of the line.
     Empty,
-    /// More than [`MAX_REQUEST_LEN`] bytes.
+    /// More than [`MAX_REQUEST_LEN`] bytes ([`MAX_NAMESPACED_LEN`] for a
+    /// namespaced request).
     TooLong {
         /// How many bytes there were.
         len: usize,
@@ -47,6 +75,9 @@ pub enum RequestError {
     },
     /// Something follows the first newline.
     TrailingData,
+    /// A namespaced request whose namespace is not a number from 1 to
+    /// `u64::MAX`, or that has no pid after it.
+    BadNamespace,
 }
 
 impl fmt::Display for RequestError {
@@ -54,10 +85,7 @@ impl fmt::Display for RequestError {
         match self {
             RequestError::Empty => f.write_str("empty request"),
             RequestError::TooLong { len } => {
-                write!(
-                    f,
-                    "request of {len} bytes is over the {MAX_REQUEST_LEN}-byte limit"
-                )
+                write!(f, "request of {len} bytes is over the size limit")
             }
             RequestError::InvalidByte { byte, at } => {
                 write!(
@@ -67,6 +95,9 @@ impl fmt::Display for RequestError {
                 )
             }
             RequestError::TrailingData => f.write_str("data after the end of the request line"),
+            RequestError::BadNamespace => {
+                f.write_str("namespaced request is not `pidns NAMESPACE PID`")
+            }
         }
     }
 }
@@ -76,7 +107,28 @@ impl std::error::Error for RequestError {}
 /// Whether `buf` holds all a request can be: a newline has come, or more
 /// bytes than a request may have. (End of input also completes one.)
 pub fn is_complete(buf: &[u8]) -> bool {
-    buf.len() > MAX_REQUEST_LEN || buf.contains(&b'\n')
+    buf.len() > max_len(buf) || buf.contains(&b'\n')
+}
+
+/// The size limit of the request `buf` begins: only the namespaced form
+/// may be longer than Python's 20 bytes.
+fn max_len(buf: &[u8]) -> usize {
+    if is_namespaced(buf) {
+        MAX_NAMESPACED_LEN
+    } else {
+        MAX_REQUEST_LEN
+    }
+}
+
+/// Whether `buf` is (the start of) a namespaced request, which the server
+/// answers whatever follows, a denial included.
+pub fn is_namespaced(buf: &[u8]) -> bool {
+    buf.starts_with(NAMESPACED_PREFIX)
+}
+
+/// Writes a namespaced request: `pidns NS PID\n`.
+pub fn format_namespaced_request(namespace: u64, pid: u32) -> Vec<u8> {
+    format!("pidns {namespace} {pid}\n").into_bytes()
 }
 
 /// Parses one whole request: what a client sent up to end of input or the
@@ -87,6 +139,10 @@ pub fn is_complete(buf: &[u8]) -> bool {
 /// assert_eq!(parse_request(b"1234\n"), Ok(Request::Allocate { pid: 1234 }));
 /// assert_eq!(parse_request(b"stats\n"), Ok(Request::Stats));
 /// assert_eq!(parse_request(b"-5"), Ok(Request::Allocate { pid: -5 }));
+/// assert_eq!(
+///     parse_request(b"pidns 4026532178 7\n"),
+///     Ok(Request::AllocateIn { namespace: 4026532178, pid: 7 })
+/// );
 /// assert_eq!(parse_request(b""), Err(RequestError::Empty));
 /// assert!(parse_request(b"0x10\n").is_err());
 /// ```
@@ -95,7 +151,7 @@ pub fn is_complete(buf: &[u8]) -> bool {
 ///
 /// A [`RequestError`] saying what is wrong; it never panics.
 pub fn parse_request(buf: &[u8]) -> Result<Request, RequestError> {
-    if buf.len() > MAX_REQUEST_LEN {
+    if buf.len() > max_len(buf) {
         return Err(RequestError::TooLong { len: buf.len() });
     }
     let line = match buf.iter().position(|&b| b == b'\n') {
@@ -107,31 +163,63 @@ pub fn parse_request(buf: &[u8]) -> Result<Request, RequestError> {
     if line == b"stats" {
         return Ok(Request::Stats);
     }
-    let (negative, digits, offset) = match line.split_first() {
+    if let Some(rest) = line.strip_prefix(NAMESPACED_PREFIX) {
+        return parse_namespaced(rest);
+    }
+    parse_pid(line, 0).map(|pid| Request::Allocate { pid })
+}
+
+/// `NS PID` after the prefix: both plain decimal, one space between.
+fn parse_namespaced(rest: &[u8]) -> Result<Request, RequestError> {
+    let space = rest
+        .iter()
+        .position(|&b| b == b' ')
+        .ok_or(RequestError::BadNamespace)?;
+    let (ns, pid) = (&rest[..space], &rest[space + 1..]);
+    if ns.is_empty() || ns.len() > 20 || !ns.iter().all(u8::is_ascii_digit) || pid.is_empty() {
+        return Err(RequestError::BadNamespace);
+    }
+    let namespace = ns
+        .iter()
+        .try_fold(0u64, |v, &b| {
+            v.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        })
+        .filter(|&ns| ns != 0)
+        .ok_or(RequestError::BadNamespace)?;
+    let pid = parse_pid(pid, NAMESPACED_PREFIX.len() + space + 1)?;
+    Ok(Request::AllocateIn { namespace, pid })
+}
+
+/// A decimal pid with an optional `-`, saturating at `i64`; `offset` is
+/// where `line` starts in the request, for the error.
+fn parse_pid(line: &[u8], offset: usize) -> Result<i64, RequestError> {
+    let (negative, digits, start) = match line.split_first() {
         None => return Err(RequestError::Empty),
-        Some((b'-', rest)) => (true, rest, 1),
-        Some(_) => (false, line, 0),
+        Some((b'-', rest)) => (true, rest, offset + 1),
+        Some(_) => (false, line, offset),
     };
     if digits.is_empty() {
-        return Err(RequestError::InvalidByte { byte: b'-', at: 0 });
+        return Err(RequestError::InvalidByte {
+            byte: b'-',
+            at: offset,
+        });
     }
     let mut value: i64 = 0;
     for (i, &b) in digits.iter().enumerate() {
         if !b.is_ascii_digit() {
             return Err(RequestError::InvalidByte {
                 byte: b,
-                at: i + offset,
+                at: start + i,
             });
         }
         value = value.saturating_mul(10).saturating_add(i64::from(b - b'0'));
     }
-    Ok(Request::Allocate {
-        pid: if negative { -value } else { value },
-    })
+    Ok(if negative { -value } else { value })
 }
 
-/// Why a request got no port (the server answers them all alike: it closes
-/// without a word; the reason goes to its log and its counters).
+/// Why a request got no port. The server answers a version-1 request's
+/// denial with a silent close, a namespaced one's with
+/// [`format_denial`]; the reason also goes to its log and its counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Denial {
@@ -155,6 +243,13 @@ pub enum Denial {
     /// The process table could not tell whether the pid runs (the server
     /// is out of file descriptors, say).
     CannotCheck,
+    /// The pid names a kernel thread (a sandbox's low pids do on the host:
+    /// pid 2 is `kthreadd`), which never exits: like pid 1.
+    KernelThread,
+    /// The server cannot tell which process a namespaced request names: it
+    /// may not read the processes of that pid namespace (another user's,
+    /// without privilege, or hidden by `/proc`'s `hidepid`).
+    NamespaceUnknown,
 }
 
 impl fmt::Display for Denial {
@@ -168,6 +263,11 @@ impl fmt::Display for Denial {
             Denial::Exhausted => f.write_str("all ports in use"),
             Denial::NotPersisted => f.write_str("state file write failed"),
             Denial::CannotCheck => f.write_str("cannot tell whether the pid runs"),
+            Denial::KernelThread => f.write_str("pid is a kernel thread"),
+            Denial::NamespaceUnknown => f.write_str(
+                "the server cannot see the processes of the client's pid namespace \
+                 (another user's without privilege, or /proc hides them)",
+            ),
         }
     }
 }
@@ -198,93 +298,4 @@ pub fn check_pid(pid: i64) -> Result<u32, Denial> {
         // Below 2^22, so it fits.
         p => Ok(p as u32),
     }
-}
-
-/// Writes the answer for a port: `PORT\n`.
-pub fn format_reply(port: u16) -> Vec<u8> {
-    format!("{port}\n").into_bytes()
-}
-
-/// Why a reply is not a port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplyError;
-
-impl fmt::Display for ReplyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("reply is not a port number")
-    }
-}
-
-impl std::error::Error for ReplyError {}
-
-/// Reads a server's answer. Empty means no port (`Ok(None)`), as does `0`
-/// (Python's client treats 0 as failure too). Like Python's client, only the
-/// first line counts and white space around the number is allowed.
-///
-/// ```
-/// use portpick::__private::protocol::parse_reply;
-/// assert_eq!(parse_reply(b"15000\n"), Ok(Some(15000)));
-/// assert_eq!(parse_reply(b""), Ok(None));
-/// assert!(parse_reply(b"nope\n").is_err());
-/// ```
-///
-/// # Errors
-///
-/// [`ReplyError`] when the first line is not a number from 0 to 65535.
-pub fn parse_reply(buf: &[u8]) -> Result<Option<u16>, ReplyError> {
-    if buf.is_empty() {
-        return Ok(None);
-    }
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or(buf);
-    let line = trim_ascii(line);
-    if line.is_empty() || line.len() > 5 || !line.iter().all(u8::is_ascii_digit) {
-        return Err(ReplyError);
-    }
-    let value = line.iter().fold(0u32, |v, &b| v * 10 + u32::from(b - b'0'));
-    match u16::try_from(value) {
-        Ok(0) => Ok(None),
-        Ok(port) => Ok(Some(port)),
-        Err(_) => Err(ReplyError),
-    }
-}
-
-/// `<[u8]>::trim_ascii`, which is newer (1.80) than our minimum Rust.
-fn trim_ascii(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if !first.is_ascii_whitespace() {
-            break;
-        }
-        s = rest;
-    }
-    while let [rest @ .., last] = s {
-        if !last.is_ascii_whitespace() {
-            break;
-        }
-        s = rest;
-    }
-    s
-}
-
-/// Writes statistics as `name value\n` lines.
-pub fn format_stats<'a>(stats: impl IntoIterator<Item = (&'a str, u64)>) -> Vec<u8> {
-    let mut out = String::new();
-    for (name, value) in stats {
-        out.push_str(name);
-        out.push(' ');
-        out.push_str(&value.to_string());
-        out.push('\n');
-    }
-    out.into_bytes()
-}
-
-/// Reads `name value\n` lines; `None` if any line is not of that form.
-pub fn parse_stats(buf: &[u8]) -> Option<Vec<(String, u64)>> {
-    let text = std::str::from_utf8(buf).ok()?;
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (name, value) = l.split_once(' ')?;
-            Some((name.to_string(), value.parse().ok()?))
-        })
-        .collect()
 }

@@ -285,3 +285,81 @@ fn is_port_free_agrees_with_python() {
     assert_eq!(ours, theirs, "ports {cases:?}");
     assert!(!ours[0] && !ours[1], "held ports must be busy");
 }
+
+/// `unshare -pf --mount-proc sh -c SCRIPT ARGS...`, run to completion; `None`
+/// (skipped, with the reason printed) when no pid namespace can be made.
+fn in_sandbox(script: &str, args: &[&str], address: &str) -> Option<Output> {
+    let ok = Command::new("unshare")
+        .args(["-pf", "--mount-proc", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: cannot make a pid namespace here (needs root)");
+        return None;
+    }
+    let out = Command::new("unshare")
+        .args(["-pf", "--mount-proc", "sh", "-c", script])
+        .args(args)
+        .env("PORTSERVER_ADDRESS", address)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(out)
+}
+
+#[test]
+#[ignore = "needs Python's portpicker: run by .ci/run"]
+fn our_sandboxed_cli_against_python_server_picks_locally_with_one_warning() {
+    let ports = free_ports(2);
+    let name = unique_name("pyserver-sandbox");
+    let _server = python_server(&name, &ports);
+    let cli = env!("CARGO_BIN_EXE_portpicker");
+    let Some(out) = in_sandbox(r#""$0" "$$""#, &[cli], &name) else {
+        return;
+    };
+    let port: u16 = stdout(&out).parse().unwrap();
+    // Python's server would have given the sandbox's pid 1 (a host
+    // process's number) a port from its pool: it was not asked.
+    assert!(!ports.contains(&port));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot serve a sandboxed client"),
+        "{stderr}"
+    );
+}
+
+#[test]
+#[ignore = "needs Python's portpicker: run by .ci/run"]
+fn python_client_in_a_sandbox_is_not_given_a_kernel_threads_port() {
+    let kthread = std::fs::read("/proc/2/stat")
+        .ok()
+        .and_then(|s| portpick::__private::server::parse_stat(&s).ok())
+        .is_some_and(|s| s.is_kernel_thread());
+    if !kthread {
+        eprintln!("skipped: pid 2 is no kernel thread here (a container?)");
+        return;
+    }
+    let ports = free_ports(2);
+    let name = unique_name("sandbox-python");
+    let server = our_server(&name, &ports);
+    // sh is the sandbox's pid 1, Python its pid 2: on the host, kthreadd.
+    let code = "import portpicker; print(portpicker.pick_unused_port())";
+    let py = python();
+    let Some(out) = in_sandbox(
+        r#""$0" -c "$1"; true"#,
+        &[py.to_str().unwrap(), code],
+        &name,
+    ) else {
+        return;
+    };
+    let port: u16 = stdout(&out).parse().unwrap();
+    assert!(!ports.contains(&port), "a kernel thread got port {port}");
+    assert_eq!(stat(&server, "total-allocations"), 0);
+    assert_eq!(stat(&server, "denied-pid"), 1);
+    server.stop();
+}

@@ -115,7 +115,7 @@ fn proc_stat_lines() {
     assert_eq!(parse_stat(b"7 (x S 1"), Err(StatError::NoCommand));
     assert_eq!(
         parse_stat(b"7 (x) S 1 2 3"),
-        Err(StatError::MissingField { field: 20 })
+        Err(StatError::MissingField { field: 9 })
     );
     assert_eq!(
         parse_stat(b"7 (x) S 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0"),

@@ -41,6 +41,22 @@ pub enum PortServerError {
         /// The server's address.
         address: String,
     },
+    /// The server gave no port and said why (it does for requests from
+    /// another pid namespace).
+    Refused {
+        /// The server's address.
+        address: String,
+        /// Its reason.
+        reason: String,
+    },
+    /// We are in a pid namespace other than the host's (a sandbox), and
+    /// the server closed without a word: it does not know our request that
+    /// names the namespace (Python's portserver does not), and the pid
+    /// alone would name another process on its side.
+    NoNamespaces {
+        /// The server's address.
+        address: String,
+    },
     /// The server closed the connection without statistics: it does not
     /// know our `stats` request (Python's portserver does not).
     NoStats {
@@ -85,8 +101,18 @@ impl fmt::Display for PortServerError {
             PortServerError::NoPort { address } => write!(
                 f,
                 "portserver {address:?} gave no port (it denies a pid that is not \
-                 running, pid 1 and a pid over its quota, and has none when its pool \
-                 is exhausted; its log says which)"
+                 running, pid 1, a kernel thread and a pid over its quota, and has none \
+                 when its pool is exhausted; its log says which)"
+            ),
+            PortServerError::Refused { address, reason } => {
+                write!(f, "portserver {address:?} gave no port: {reason}")
+            }
+            PortServerError::NoNamespaces { address } => write!(
+                f,
+                "portserver {address:?} cannot serve a sandboxed client: we are in a pid \
+                 namespace other than the host's, and it does not know the request that \
+                 says which (Python's portserver does not); our pid would name another \
+                 process there"
             ),
             PortServerError::NoStats { address } => write!(
                 f,
@@ -120,7 +146,10 @@ impl From<PortServerError> for io::Error {
                 source.kind()
             }
             PortServerError::Timeout { .. } => io::ErrorKind::TimedOut,
-            PortServerError::NoPort { .. } => io::ErrorKind::NotFound,
+            PortServerError::NoPort { .. } | PortServerError::Refused { .. } => {
+                io::ErrorKind::NotFound
+            }
+            PortServerError::NoNamespaces { .. } => io::ErrorKind::Unsupported,
             PortServerError::NoStats { .. } => io::ErrorKind::Unsupported,
             PortServerError::Repeated { .. } => io::ErrorKind::AlreadyExists,
             PortServerError::BadReply { .. } => io::ErrorKind::InvalidData,

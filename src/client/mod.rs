@@ -120,20 +120,34 @@ fn read_reply(
 }
 
 /// Asks the portserver at `address` for a port for `pid` (our own pid when
-/// `None`), waiting at most `timeout` in all.
+/// `None`; either way as our pid namespace sees it), waiting at most
+/// `timeout` in all.
+///
+/// In the host's pid namespace (or where `/proc` cannot tell) the request
+/// is Python's; in another (a sandbox) it names our namespace too, which
+/// only our portserver understands: the pid alone would name another
+/// process on the server's side.
 ///
 /// # Errors
 ///
-/// [`PortServerError::NoPort`] when the server closes without a port, and
-/// the other variants when it cannot be reached, is too slow, or answers
-/// something that is not a port.
+/// [`PortServerError::NoPort`] when the server closes without a port,
+/// [`PortServerError::Refused`] when it says why (sandboxed requests),
+/// [`PortServerError::NoNamespaces`] when a sandboxed request meets a
+/// server without the extension, and the other variants when it cannot be
+/// reached, is too slow, or answers something that is not a port.
 pub fn get_port_from_port_server_with_timeout(
     address: &str,
     pid: Option<u32>,
     timeout: Duration,
 ) -> Result<u16, PortServerError> {
     let pid = pid.unwrap_or_else(std::process::id);
-    let mut line = itoa_u32(pid);
+    match crate::pidns::own_namespace() {
+        Ok(ns) if ns != crate::pidns::INIT_NAMESPACE => {
+            return get_port_in_namespace(address, ns, pid, timeout)
+        }
+        _ => {}
+    }
+    let mut line = pid.to_string().into_bytes();
     line.push(b'\n');
     let reply = exchange(address, &line, timeout, 64, true)?;
     match protocol::parse_reply(&reply) {
@@ -152,8 +166,33 @@ pub fn get_port_from_port_server_with_timeout(
     }
 }
 
-fn itoa_u32(n: u32) -> Vec<u8> {
-    n.to_string().into_bytes()
+/// The sandboxed form: `pidns NS PID`, answered with a port or a reason.
+fn get_port_in_namespace(
+    address: &str,
+    ns: u64,
+    pid: u32,
+    timeout: Duration,
+) -> Result<u16, PortServerError> {
+    let request = protocol::format_namespaced_request(ns, pid);
+    let reply = exchange(address, &request, timeout, 512, true)?;
+    match protocol::parse_namespaced_reply(&reply) {
+        Ok(protocol::NamespacedReply::Port(port)) => Ok(port),
+        Ok(protocol::NamespacedReply::Denied(reason)) => Err(PortServerError::Refused {
+            address: address.to_string(),
+            reason,
+        }),
+        Ok(protocol::NamespacedReply::Silent) => Err(PortServerError::NoNamespaces {
+            address: address.to_string(),
+        }),
+        Err(_) => {
+            let mut reply = reply;
+            reply.truncate(64);
+            Err(PortServerError::BadReply {
+                address: address.to_string(),
+                reply,
+            })
+        }
+    }
 }
 
 /// Asks the portserver at `address` for its statistics (our `stats\n`

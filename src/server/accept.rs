@@ -14,14 +14,14 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::protocol::{self, MAX_REQUEST_LEN};
+use crate::protocol::{self, MAX_NAMESPACED_LEN};
 use crate::server::lifecycle::Shared;
 use crate::server::log::{log, Level};
 
 /// A connection whose request has not fully arrived.
 pub(super) struct Pending {
     stream: UnixStream,
-    buf: [u8; MAX_REQUEST_LEN + 1],
+    buf: [u8; MAX_NAMESPACED_LEN + 1],
     len: usize,
     deadline: Instant,
     next_poll: Instant,
@@ -42,7 +42,7 @@ impl Pending {
         let now = Instant::now();
         Pending {
             stream,
-            buf: [0; MAX_REQUEST_LEN + 1],
+            buf: [0; MAX_NAMESPACED_LEN + 1],
             len: 0,
             deadline: now + timeout,
             next_poll: now,

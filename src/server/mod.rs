@@ -45,5 +45,5 @@ pub use daemon::run_daemon;
 pub use error::ServerError;
 pub use lifecycle::{PortServer, ServerHandle, Stopper};
 pub use log::Level;
-pub use process::ProcessTable;
+pub use process::{Process, ProcessTable};
 pub use state::StateError;

@@ -2,7 +2,7 @@
 //! allocation, reply; and the counters behind the `stats` answer. Every
 //! denial, whatever made it, is counted and logged in one place.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,7 +10,7 @@ use crate::protocol::{self, Denial, Request};
 use crate::server::lifecycle::{Core, Shared};
 use crate::server::log::{log, Level};
 use crate::server::pool::{allocate_with, Pool};
-use crate::server::process::Owner;
+use crate::server::process::{Owner, Process};
 use crate::sync::lock;
 
 /// The server's own counters (the pool keeps its own).
@@ -20,6 +20,7 @@ pub(super) struct Counters {
     pub(super) denied_pid: AtomicU64,
     pub(super) denied_persist: AtomicU64,
     pub(super) denied_unknown: AtomicU64,
+    pub(super) denied_namespace: AtomicU64,
     pub(super) timed_out: AtomicU64,
     pub(super) dropped: AtomicU64,
     pub(super) stats_requests: AtomicU64,
@@ -58,7 +59,11 @@ impl Shared {
             ("client-request-errors", get(&c.request_errors)),
             (
                 "denied-allocations",
-                p.denied + get(&c.denied_pid) + get(&c.denied_persist) + get(&c.denied_unknown),
+                p.denied
+                    + get(&c.denied_pid)
+                    + get(&c.denied_persist)
+                    + get(&c.denied_unknown)
+                    + get(&c.denied_namespace),
             ),
             ("num-ports-managed", p.managed),
             ("num-ports-checked-for-last-request", p.checked_last),
@@ -72,6 +77,7 @@ impl Shared {
             ("denied-exhausted", p.denied - p.denied_quota),
             ("denied-state-file", get(&c.denied_persist)),
             ("denied-owner-unknown", get(&c.denied_unknown)),
+            ("denied-namespace-unknown", get(&c.denied_namespace)),
             ("ports-reclaimed", p.reclaimed),
             ("ports-busy-skipped", p.busy_skipped),
             ("owner-checks", p.owner_checks),
@@ -88,49 +94,93 @@ impl Shared {
         ]
     }
 
-    /// Answers one whole request on `stream`.
+    /// Answers one whole request on `stream`. A namespaced request is
+    /// always answered (a denial with its reason), so that its client can
+    /// tell our server from one without the extension.
     pub(super) fn respond(&self, mut stream: UnixStream, request: &[u8]) {
-        let reply = match protocol::parse_request(request) {
+        let (given, pid, namespace) = match protocol::parse_request(request) {
             Err(e) => {
                 self.counters.request_errors.fetch_add(1, Ordering::Relaxed);
                 log!(self.logger, Level::Warning, "Could not parse request: {e}");
+                if protocol::is_namespaced(request) {
+                    reply(&mut stream, &protocol::format_denial(&e.to_string()));
+                }
                 return;
             }
             Ok(Request::Stats) => {
                 self.counters.stats_requests.fetch_add(1, Ordering::Relaxed);
-                protocol::format_stats(self.stats())
+                reply(&mut stream, &protocol::format_stats(self.stats()));
+                return;
             }
-            Ok(Request::Allocate { pid }) => match self.allocate(pid) {
-                Ok((port, owner)) => {
-                    if stream.write_all(&protocol::format_reply(port)).is_err() {
-                        self.undelivered(port, owner);
-                    }
-                    return;
-                }
-                Err(denial) => {
-                    self.denied(pid, denial);
-                    return;
-                }
-            },
+            Ok(Request::Allocate { pid }) => (self.allocate(pid), pid, None),
+            Ok(Request::AllocateIn { namespace, pid }) => {
+                (self.allocate_in(namespace, pid), pid, Some(namespace))
+            }
         };
-        // The socket is non-blocking, and a reply (a port, or the stats: well
-        // under 1 KiB) fits in a fresh socket's empty send buffer, so this
-        // never waits. If a peer somehow makes it fail, it gets a short
-        // answer, which it reads as no port.
-        let _ = stream.write_all(&reply);
+        match given {
+            Ok((port, owner)) => {
+                if stream.write_all(&protocol::format_reply(port)).is_err() {
+                    self.undelivered(port, owner);
+                }
+            }
+            Err(denial) => {
+                self.denied(pid, namespace, denial);
+                if namespace.is_some() {
+                    reply(&mut stream, &protocol::format_denial(&denial.to_string()));
+                }
+            }
+        }
     }
 
-    /// Gives `pid` a port: checks the pid, asks the process table for its
-    /// start time, runs the pool's allocation (probing without the lock),
-    /// and journals the port before anyone hears of it.
+    /// Gives `pid` (of our `/proc`) a port, unless it is pid 1, a kernel
+    /// thread, or not running.
     fn allocate(&self, pid: i64) -> Result<(u16, Owner), Denial> {
         let pid = protocol::check_pid(pid)?;
-        let start_time = match self.processes.start_time(pid) {
-            Ok(Some(start_time)) => start_time,
+        let process = match self.processes.process(pid) {
+            Ok(Some(process)) => process,
             Ok(None) => return Err(Denial::NotRunning),
             Err(_) => return Err(Denial::CannotCheck),
         };
-        let owner = Owner { pid, start_time };
+        self.give(process)
+    }
+
+    /// Gives a port to the process that is `pid` in the pid namespace
+    /// `namespace`; its owner is that process as our `/proc` names it, with
+    /// the start time read here (a client's own would not do: time
+    /// namespaces shift it). Pid 1 is allowed: a sandbox's init ends with
+    /// the sandbox, unlike the host's.
+    fn allocate_in(&self, namespace: u64, pid: i64) -> Result<(u16, Owner), Denial> {
+        let pid = match protocol::check_pid(pid) {
+            Err(Denial::Init) => 1,
+            checked => checked?,
+        };
+        let process = match self.processes.find_in_namespace(namespace, pid) {
+            // Our own init (the namespace named was ours): it never exits.
+            Ok(Some(process)) if process.pid == 1 => return Err(Denial::Init),
+            Ok(Some(process)) => process,
+            Ok(None) => return Err(Denial::NotRunning),
+            Err(e) => {
+                return Err(match e.kind() {
+                    io::ErrorKind::PermissionDenied | io::ErrorKind::Unsupported => {
+                        Denial::NamespaceUnknown
+                    }
+                    _ => Denial::CannotCheck,
+                })
+            }
+        };
+        self.give(process)
+    }
+
+    /// Runs the pool's allocation for `process` (probing without the
+    /// lock), and journals the port before anyone hears of it.
+    fn give(&self, process: Process) -> Result<(u16, Owner), Denial> {
+        if process.kernel_thread {
+            return Err(Denial::KernelThread);
+        }
+        let owner = Owner {
+            pid: process.pid,
+            start_time: process.start_time,
+        };
         let (port, mut core) = allocate_with(
             || PoolGuard(lock(&self.core)),
             owner,
@@ -167,20 +217,24 @@ impl Shared {
         log!(
             self.logger,
             Level::Verbose,
-            "Allocated port {port} to pid {pid}"
+            "Allocated port {port} to pid {}",
+            owner.pid
         );
         Ok((port, owner))
     }
 
     /// Counts and logs a denial; when the pool ran dry, wakes the sweep to
     /// find dead owners' ports.
-    fn denied(&self, pid: i64, denial: Denial) {
+    fn denied(&self, pid: i64, namespace: Option<u64>, denial: Denial) {
         let counter = match denial {
-            Denial::InvalidPid | Denial::Init | Denial::PidOutOfRange | Denial::NotRunning => {
-                Some(&self.counters.denied_pid)
-            }
+            Denial::InvalidPid
+            | Denial::Init
+            | Denial::PidOutOfRange
+            | Denial::NotRunning
+            | Denial::KernelThread => Some(&self.counters.denied_pid),
             Denial::NotPersisted => Some(&self.counters.denied_persist),
             Denial::CannotCheck => Some(&self.counters.denied_unknown),
+            Denial::NamespaceUnknown => Some(&self.counters.denied_namespace),
             // The pool counts its own.
             Denial::Quota { .. } | Denial::Exhausted => None,
         };
@@ -190,11 +244,30 @@ impl Shared {
         if denial == Denial::Exhausted {
             self.pool_dry.ring();
         }
-        log!(
-            self.logger,
-            Level::Verbose,
-            "Denied a port to pid {pid}: {denial}"
-        );
+        let Some(namespace) = namespace else {
+            log!(
+                self.logger,
+                Level::Verbose,
+                "Denied a port to pid {pid}: {denial}"
+            );
+            return;
+        };
+        let who = format!("pid {pid} of pid namespace {namespace}");
+        if denial != Denial::NamespaceUnknown {
+            log!(
+                self.logger,
+                Level::Verbose,
+                "Denied a port to {who}: {denial}"
+            );
+        } else {
+            // A misconfigured server denies every sandboxed client: say so
+            // where it is seen (a warning: once a second, the rest counted).
+            log!(
+                self.logger,
+                Level::Warning,
+                "Denied a port to {who}: {denial}"
+            );
+        }
     }
 
     /// The client left (or cannot be written to): it will never use the
@@ -211,4 +284,12 @@ impl Shared {
             owner.pid
         );
     }
+}
+
+/// Writes a reply that gives no port away. The socket is non-blocking, and
+/// a reply (a denial, or the stats: well under 1 KiB) fits in a fresh
+/// socket's empty send buffer, so this never waits. If a peer somehow makes
+/// it fail, it gets a short answer, which it reads as no port.
+fn reply(stream: &mut UnixStream, reply: &[u8]) {
+    let _ = stream.write_all(reply);
 }

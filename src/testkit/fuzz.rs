@@ -5,7 +5,10 @@
 //! and panics when a property breaks, so that a fuzzer finds wrong answers
 //! and not only crashes.
 
-use crate::protocol::{self, Request, RequestError, MAX_REQUEST_LEN};
+use crate::protocol::{
+    self, NamespacedReply, Request, RequestError, MAX_NAMESPACED_LEN, MAX_REQUEST_LEN,
+    NAMESPACED_PREFIX,
+};
 use crate::server::process::parse_stat;
 use crate::server::ranges::{parse_port_ranges, RangeError};
 use crate::server::state::{format_entry, format_header, parse_state};
@@ -17,12 +20,19 @@ use crate::testkit::pool_model::{PoolHarness, PoolOp};
 /// written out again.
 pub fn request(data: &[u8]) {
     let parsed = protocol::parse_request(data);
-    if data.len() > MAX_REQUEST_LEN {
+    let namespaced = data.starts_with(NAMESPACED_PREFIX);
+    assert_eq!(protocol::is_namespaced(data), namespaced);
+    let limit = if namespaced {
+        MAX_NAMESPACED_LEN
+    } else {
+        MAX_REQUEST_LEN
+    };
+    if data.len() > limit {
         assert_eq!(parsed, Err(RequestError::TooLong { len: data.len() }));
     }
     match &parsed {
         Ok(Request::Allocate { pid }) => {
-            assert!(data.len() <= MAX_REQUEST_LEN);
+            assert!(data.len() <= MAX_REQUEST_LEN && !namespaced);
             let line = data.strip_suffix(b"\n").unwrap_or(data);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let digits = line.strip_prefix(b"-").unwrap_or(line);
@@ -48,14 +58,16 @@ pub fn request(data: &[u8]) {
                 );
             }
         }
+        Ok(Request::AllocateIn { namespace, pid }) => namespaced_request(data, *namespace, *pid),
         Ok(Request::Stats) => assert!(matches!(
             data,
             b"stats" | b"stats\n" | b"stats\r" | b"stats\r\n"
         )),
         Err(RequestError::TooLong { len }) => {
             assert_eq!(*len, data.len());
-            assert!(*len > MAX_REQUEST_LEN);
+            assert!(*len > limit);
         }
+        Err(RequestError::BadNamespace) => assert!(namespaced),
         Err(RequestError::InvalidByte { byte, at }) => {
             assert!(*at < data.len() && data[*at] == *byte, "{parsed:?}");
         }
@@ -75,6 +87,12 @@ pub fn request(data: &[u8]) {
         }
     }
 
+    replies(data);
+}
+
+/// The reply and stats parsers on the same bytes: what they accept reads
+/// back the same when written out again.
+fn replies(data: &[u8]) {
     if let Ok(Some(port)) = protocol::parse_reply(data) {
         assert!(port != 0);
         assert_eq!(
@@ -86,12 +104,57 @@ pub fn request(data: &[u8]) {
         let text = protocol::format_stats(stats.iter().map(|(n, v)| (n.as_str(), *v)));
         assert_eq!(protocol::parse_stats(&text), Some(stats));
     }
+    namespaced_reply(data);
+}
+
+/// An accepted `pidns NS PID` request: read plainly it says the same, and
+/// written out again (as a client would) it parses the same.
+fn namespaced_request(data: &[u8], namespace: u64, pid: i64) {
+    assert!(data.len() <= MAX_NAMESPACED_LEN && namespace != 0);
+    let text = std::str::from_utf8(data).expect("accepted bytes are ASCII");
+    let line = text.trim_end_matches('\n').trim_end_matches('\r');
+    let rest = &line[NAMESPACED_PREFIX.len()..];
+    let (ns, p) = rest.split_once(' ').expect("two fields");
+    assert!(ns.bytes().all(|b| b.is_ascii_digit()));
+    assert_eq!(ns.parse::<u64>().ok(), Some(namespace));
+    let digits = p.strip_prefix('-').unwrap_or(p);
+    assert!(!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+    if let Ok(pid) = u32::try_from(pid) {
+        let again = protocol::format_namespaced_request(namespace, pid);
+        assert_eq!(
+            protocol::parse_request(&again),
+            Ok(Request::AllocateIn {
+                namespace,
+                pid: i64::from(pid)
+            })
+        );
+    }
+}
+
+/// The reply to a namespaced request: a port is never 0, a reason is one
+/// line within its cap, and a denial written out reads back the same.
+fn namespaced_reply(data: &[u8]) {
+    match protocol::parse_namespaced_reply(data) {
+        Ok(NamespacedReply::Port(port)) => assert!(port != 0),
+        Ok(NamespacedReply::Denied(reason)) => {
+            assert!(!reason.contains('\n'));
+            assert!(reason.chars().count() <= protocol::MAX_DENIAL_LEN);
+            if !reason.chars().any(char::is_control) {
+                assert_eq!(
+                    protocol::parse_namespaced_reply(&protocol::format_denial(&reason)),
+                    Ok(NamespacedReply::Denied(reason))
+                );
+            }
+        }
+        Ok(NamespacedReply::Silent) => assert!(data.is_empty()),
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
 }
 
 /// The `/proc/PID/stat` parser: never panics, and agrees with a plain
-/// reading of `proc(5)`: the state is field 3, the thread count field 20 and
-/// the start time field 22, all counted after the *last* `)` (a command name
-/// may hold any bytes).
+/// reading of `proc(5)`: the state is field 3, the flags field 9, the
+/// thread count field 20 and the start time field 22, all counted after the
+/// *last* `)` (a command name may hold any bytes).
 pub fn stat(data: &[u8]) {
     let number = |field: &[u8]| -> Option<u64> {
         // The kernel writes no sign and no leading zeros: more than 20
@@ -101,24 +164,25 @@ pub fn stat(data: &[u8]) {
         }
         std::str::from_utf8(field).ok()?.parse().ok()
     };
-    let reference = || -> Option<(u8, u64, u64)> {
+    let reference = || -> Option<(u8, u64, u64, u64)> {
         let close = data.iter().rposition(|&b| b == b')')?;
         let fields: Vec<&[u8]> = data[close + 1..]
             .split(|&b| b == b' ')
             .filter(|f| !f.is_empty())
             .collect();
         let state = *fields.first()?.first()?;
+        let flags = number(fields.get(6)?)?;
         let threads = number(fields.get(17)?)?;
         let start = fields.get(19)?;
         let start = start.strip_suffix(b"\n").unwrap_or(start);
-        Some((state, threads, number(start)?))
+        Some((state, flags, threads, number(start)?))
     };
     let parsed = parse_stat(data);
     assert_eq!(
         parsed
             .as_ref()
             .ok()
-            .map(|s| (s.state, s.threads, s.start_time)),
+            .map(|s| (s.state, s.flags, s.threads, s.start_time)),
         reference(),
         "{parsed:?}"
     );
@@ -128,6 +192,7 @@ pub fn stat(data: &[u8]) {
             // thread exited; one counting only itself is dead.
             let dead = matches!(s.state, b'X' | b'x') || (s.state == b'Z' && s.threads <= 1);
             assert_eq!(s.is_running(), !dead, "{s:?}");
+            assert_eq!(s.is_kernel_thread(), s.flags & 0x0020_0000 != 0);
         }
         Err(e) => assert!(!e.to_string().is_empty()),
     }

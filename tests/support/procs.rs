@@ -107,3 +107,18 @@ pub fn emulated() -> bool {
     };
     !host.is_empty() && host != std::env::consts::ARCH
 }
+
+/// Whether this host lets us make a pid namespace with its own /proc
+/// (`unshare -pf --mount-proc`): root, or user namespaces. A test that
+/// needs one says it skipped otherwise.
+pub fn can_unshare_pid() -> bool {
+    let ok = Command::new("unshare")
+        .args(["-pf", "--mount-proc", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: cannot make a pid namespace here (`unshare -pf --mount-proc` failed)");
+    }
+    ok
+}

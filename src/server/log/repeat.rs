@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 use super::Level;
 
 /// Warnings and errors from one call site: at most `BURST` a `WINDOW`.
+/// One: a flood (bad requests, failing accepts, sandboxed clients the
+/// server cannot identify) costs a line a second and a count, whatever its
+/// rate.
 pub(super) const WINDOW: Duration = Duration::from_secs(1);
-pub(super) const BURST: u64 = 5;
+pub(super) const BURST: u64 = 1;
 
 /// Recent warnings or errors, per call site (a handful of entries).
 #[derive(Default)]

@@ -31,6 +31,9 @@ proptest! {
                     prop_assert_eq!(line.parse::<i64>().unwrap(), pid);
                 }
             }
+            Ok(Request::AllocateIn { namespace, .. }) => {
+                prop_assert!(data.starts_with(b"pidns ") && namespace != 0);
+            }
             Ok(Request::Stats) => prop_assert!(data.starts_with(b"stats")),
             Err(e) => { let _ = e.to_string(); }
         }

@@ -1,0 +1,357 @@
+//! Clients in another pid namespace (`unshare -pf`, with and without a
+//! private /proc, nested): the server journals the client's own process
+//! (its pid here and its start time), takes the port back when it dies
+//! (kill -9), keeps it across a server kill -9 and restart; kernel threads
+//! are denied; a server that cannot tell who the client is, or that does
+//! not know the request (Python's), leaves the client to pick locally with
+//! one warning that says why. Needs root (we are root here and in CI); says
+//! it skipped otherwise.
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+use support::*;
+
+/// How the sandbox is made.
+#[derive(Debug, Clone, Copy)]
+enum Sandbox {
+    /// `unshare -pf --mount-proc`: /proc shows the sandbox.
+    OwnProc,
+    /// `unshare -pf`: /proc still shows the host.
+    HostProc,
+    /// A sandbox in a sandbox, each with its own /proc.
+    Nested,
+}
+
+impl Sandbox {
+    /// `unshare ...` ready for the program to run inside.
+    fn command(self) -> Command {
+        let mut cmd = Command::new("unshare");
+        match self {
+            Sandbox::OwnProc => cmd.args(["-pf", "--mount-proc"]),
+            Sandbox::HostProc => cmd.args(["-pf"]),
+            Sandbox::Nested => cmd.args(["-pf", "--mount-proc", "unshare", "-pf", "--mount-proc"]),
+        };
+        cmd
+    }
+}
+
+fn portpicker() -> &'static str {
+    env!("CARGO_BIN_EXE_portpicker")
+}
+
+/// The `portserver` binary on `address` with `args`, serving.
+fn start_server(address: &str, args: &[String]) -> ServerProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portserver"));
+    cmd.arg(format!("--portserver_address={address}"))
+        .args(args);
+    ServerProcess::start_command(cmd, address)
+}
+
+fn state_arg(path: &Path) -> String {
+    format!("--portserver_state_file={}", path.display())
+}
+
+fn pool_arg(ports: &[u16]) -> String {
+    let ranges: Vec<String> = ports.iter().map(|p| format!("{p}-{p}")).collect();
+    format!("--portserver_static_pool={}", ranges.join(","))
+}
+
+/// A `sleep` in a sandbox that `portpicker PID` got a port for from the
+/// server at `address`; the sandbox lives until the sleep ends.
+struct SandboxedOwner {
+    _sandbox: Reaper,
+    port: u16,
+    /// The sleep's pid as the sandbox sees it.
+    inner_pid: u32,
+}
+
+fn sandboxed_owner(sandbox: Sandbox, address: &str, portpicker: &str) -> SandboxedOwner {
+    let script = r#"sleep 300 & "$0" "$!" && echo "$!" && wait"#;
+    let mut child = sandbox
+        .command()
+        .args(["sh", "-c", script, portpicker])
+        .env("PORTSERVER_ADDRESS", address)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let sandbox_process = Reaper(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = || {
+        rx.recv_timeout(PATIENCE)
+            .expect("the sandbox printed nothing")
+    };
+    let port = line().parse().unwrap();
+    let inner_pid = line().parse().unwrap();
+    SandboxedOwner {
+        _sandbox: sandbox_process,
+        port,
+        inner_pid,
+    }
+}
+
+/// The owner the state file names for `port`.
+fn journaled_owner(state: &Path, port: u16) -> (u32, u64) {
+    let text = std::fs::read(state).unwrap();
+    let contents = portpick::__private::server::parse_state(&text);
+    let (_, owner) = contents
+        .entries
+        .iter()
+        .rev()
+        .find(|(p, _)| *p == port)
+        .unwrap_or_else(|| panic!("port {port} is not in the journal"));
+    (owner.pid, owner.start_time)
+}
+
+/// Checks that our pid `host` is the sandbox's `inner` pid, started at
+/// `start`: a `sleep` in another pid namespace.
+fn assert_is_sandboxed_sleep(host: u32, start: u64, inner: u32) {
+    let status = std::fs::read(format!("/proc/{host}/status")).unwrap();
+    let nspid = portpick::__private::pidns::parse_nspid(&status).unwrap();
+    assert_eq!(
+        (nspid.outer, nspid.inner),
+        (host, inner),
+        "journaled pid {host}"
+    );
+    assert!(nspid.levels > 1, "pid {host} is not in a sandbox");
+    let comm = std::fs::read_to_string(format!("/proc/{host}/comm")).unwrap();
+    assert_eq!(comm.trim(), "sleep");
+    let stat = std::fs::read(format!("/proc/{host}/stat")).unwrap();
+    let stat = portpick::__private::server::parse_stat(&stat).unwrap();
+    assert_eq!(stat.start_time, start);
+}
+
+fn kill_9(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A server with a journal, a sandboxed owner; its port is journaled under
+/// the owner's pid here and comes back when the owner is killed.
+fn sandboxed_owner_gets_its_own_port(sandbox: Sandbox) {
+    if !can_unshare_pid() {
+        return;
+    }
+    let dir = TempDir::new("sandbox");
+    let state = dir.path().join("state");
+    let ports = pool_ports(2);
+    let address = unique_address("sandbox");
+    let _server = start_server(&address, &[pool_arg(&ports), state_arg(&state)]);
+    let owner = sandboxed_owner(sandbox, &address, portpicker());
+    assert!(
+        ports.contains(&owner.port),
+        "{} not from the pool",
+        owner.port
+    );
+    let (host, start) = journaled_owner(&state, owner.port);
+    assert_is_sandboxed_sleep(host, start, owner.inner_pid);
+    assert_eq!(stat(&address, "num-ports-held"), 1);
+    kill_9(host);
+    assert!(
+        eventually(|| stat(&address, "num-ports-held") == 0),
+        "port {} not reclaimed after its owner was killed",
+        owner.port
+    );
+}
+
+#[test]
+fn sandbox_with_its_own_proc() {
+    sandboxed_owner_gets_its_own_port(Sandbox::OwnProc);
+}
+
+#[test]
+fn sandbox_that_sees_the_host_proc() {
+    sandboxed_owner_gets_its_own_port(Sandbox::HostProc);
+}
+
+#[test]
+fn sandbox_in_a_sandbox() {
+    sandboxed_owner_gets_its_own_port(Sandbox::Nested);
+}
+
+#[test]
+fn sandboxed_owners_survive_a_server_kill_9_and_restart() {
+    if !can_unshare_pid() {
+        return;
+    }
+    let dir = TempDir::new("sandbox-restart");
+    let state = dir.path().join("state");
+    let ports = pool_ports(2);
+    let address = unique_address("sandbox-restart");
+    let args = [pool_arg(&ports), state_arg(&state)];
+    let mut server = start_server(&address, &args);
+    let first = sandboxed_owner(Sandbox::OwnProc, &address, portpicker());
+    let second = sandboxed_owner(Sandbox::HostProc, &address, portpicker());
+    server.child.kill();
+    let _server = start_server(&address, &args);
+    assert_eq!(stat(&address, "num-ports-held"), 2);
+    // Both ports are still held: a host process gets none.
+    let other = sleeper();
+    assert_eq!(ask(&address, other.pid()), None);
+    let (host, start) = journaled_owner(&state, first.port);
+    assert_is_sandboxed_sleep(host, start, first.inner_pid);
+    kill_9(host);
+    assert!(eventually(|| stat(&address, "num-ports-held") == 1));
+    assert_eq!(ask(&address, other.pid()), Some(first.port));
+    let (host, start) = journaled_owner(&state, second.port);
+    assert_is_sandboxed_sleep(host, start, second.inner_pid);
+}
+
+/// The first kernel thread among pids 2 to 99 (pid 2 is `kthreadd` on a
+/// host; a container has none).
+fn a_kernel_thread() -> Option<u32> {
+    (2..100).find(|pid| {
+        std::fs::read(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| portpick::__private::server::parse_stat(&s).ok())
+            .is_some_and(|s| s.is_kernel_thread())
+    })
+}
+
+#[test]
+fn a_kernel_thread_gets_no_port() {
+    let Some(kthread) = a_kernel_thread() else {
+        eprintln!("skipped: no kernel thread in sight (a container?)");
+        return;
+    };
+    let (address, _server) = embedded(&pool_ports(1));
+    // As a Python client in a sandbox asks: its low pid names a kernel
+    // thread here, which never exits.
+    assert_eq!(ask(&address, kthread), None);
+    assert_eq!(stat(&address, "denied-pid"), 1);
+    assert_eq!(stat(&address, "total-allocations"), 0);
+}
+
+#[test]
+fn namespaced_requests_are_always_answered() {
+    let (address, _server) = embedded(&pool_ports(1));
+    let ours = portpick::__private::pidns::own_namespace().unwrap();
+    let answer =
+        |request: String| String::from_utf8(raw_request(&address, request.as_bytes())).unwrap();
+    // Our namespace's init (the host's, here) never exits: denied, as the
+    // plain request for pid 1 is.
+    assert_eq!(answer(format!("pidns {ours} 1\n")), "0 pid 1 (init)\n");
+    assert_eq!(answer(format!("pidns {ours} 0\n")), "0 invalid pid\n");
+    assert_eq!(
+        answer(format!("pidns {ours} {}\n", dead_pid())),
+        "0 no such process\n"
+    );
+    // A namespace with no process in sight: the server cannot tell.
+    let reply = answer("pidns 1 5\n".to_string());
+    assert!(reply.starts_with("0 the server cannot see"), "{reply}");
+    let reply = answer("pidns x 5\n".to_string());
+    assert!(reply.starts_with("0 namespaced request is not"), "{reply}");
+    assert_eq!(stat(&address, "denied-namespace-unknown"), 1);
+    assert_eq!(stat(&address, "total-allocations"), 0);
+    // Our own process, named through our namespace, gets a port.
+    let reply = answer(format!("pidns {ours} {}\n", std::process::id()));
+    reply.trim_end().parse::<u16>().unwrap();
+}
+
+/// A server that reads one request and closes without a word, as Python's
+/// does with a request it cannot parse; gives back what it read.
+fn silent_server(address: &str) -> std::thread::JoinHandle<Vec<u8>> {
+    let listener = listen(address);
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut buf = [0u8; 100];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        buf[..n].to_vec()
+    })
+}
+
+/// What `portpicker $$` in a sandbox printed: (stdout, stderr lines).
+fn portpicker_in_sandbox(address: &str, portpicker: &str) -> (String, Vec<String>) {
+    let out = run_bounded(
+        Sandbox::OwnProc
+            .command()
+            .args(["sh", "-c", r#""$0" "$$""#, portpicker])
+            .env("PORTSERVER_ADDRESS", address),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (stdout, stderr.lines().map(str::to_string).collect())
+}
+
+#[test]
+fn a_server_without_the_extension_means_a_local_pick_with_one_warning() {
+    if !can_unshare_pid() {
+        return;
+    }
+    let address = unique_address("sandbox-silent");
+    let server = silent_server(&address);
+    let (port, warnings) = portpicker_in_sandbox(&address, portpicker());
+    let request = server.join().unwrap();
+    assert!(
+        request.starts_with(b"pidns "),
+        "sent {:?}",
+        String::from_utf8_lossy(&request)
+    );
+    port.parse::<u16>().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("cannot serve a sandboxed client")
+            && warnings[0].contains("picking a port locally"),
+        "{warnings:?}"
+    );
+}
+
+/// `src` copied into `dir` with mode 0755, for another user to run.
+fn runnable_copy(src: &str, dir: &Path) -> String {
+    let dst = dir.join(Path::new(src).file_name().unwrap());
+    std::fs::copy(src, &dst).unwrap();
+    std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dst.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_server_that_cannot_see_the_sandbox_says_so() {
+    if !can_unshare_pid() {
+        return;
+    }
+    if std::fs::metadata("/proc/self").map_or(true, |m| m.uid() != 0) {
+        eprintln!("skipped: needs root, to run the server as nobody");
+        return;
+    }
+    let dir = TempDir::new("sandbox-nobody");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server_exe = runnable_copy(env!("CARGO_BIN_EXE_portserver"), dir.path());
+    let address = unique_address("sandbox-nobody");
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(server_exe)
+        .arg(format!("--portserver_address={address}"))
+        .arg(pool_arg(&pool_ports(1)));
+    let server = ServerProcess::start_command(cmd, &address);
+    // As nobody it cannot read root's namespace links: it cannot tell who
+    // the client is, says so, and counts it.
+    let (port, warnings) = portpicker_in_sandbox(&address, portpicker());
+    port.parse::<u16>().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("cannot see the processes")
+            && warnings[0].contains("picking a port locally"),
+        "{warnings:?}"
+    );
+    assert_eq!(stat(&address, "denied-namespace-unknown"), 1);
+    assert_eq!(stat(&address, "total-allocations"), 0);
+    assert!(server.wait_for_log("cannot see the processes"));
+}
