@@ -136,9 +136,10 @@ impl Call {
         Some(rest)
     }
 
-    /// The holder's arguments (after its hidden first one): `PID START
-    /// BIND_TIMEOUT PORTS RANGE ADDRESS [EXCLUDE...]`. START is `-` when
-    /// there is no owner to follow; PORTS `many:N` or `block:N`; RANGE
+    /// The holder's arguments (after its hidden first one): `PID OWNER
+    /// BIND_TIMEOUT PORTS RANGE ADDRESS [EXCLUDE...]`. OWNER is
+    /// `PID:START` in our `/proc`, or `-` when there is no owner to
+    /// follow; PORTS `many:N` or `block:N`; RANGE
     /// `LO-HI` or `-`; ADDRESS an IP or `-`; each EXCLUDE a comma list.
     pub fn holder_args(&self, owner: Option<Owner>) -> Vec<String> {
         let want = &self.want;
@@ -148,7 +149,12 @@ impl Call {
         };
         let mut args = vec![
             self.pid.to_string(),
-            owner.map_or_else(|| "-".to_string(), |o| o.start_time.to_string()),
+            // The owner's pid in our /proc, which in a sandbox that sees
+            // an ancestor's /proc is not PID.
+            owner.map_or_else(
+                || "-".to_string(),
+                |o| format!("{}:{}", o.pid, o.start_time),
+            ),
             self.bind_timeout.to_string(),
             ports,
             want.range
@@ -172,10 +178,13 @@ impl Call {
         let pid = pid.parse().ok()?;
         let owner = match start.as_str() {
             "-" => None,
-            start => Some(Owner {
-                pid,
-                start_time: start.parse().ok()?,
-            }),
+            owner => {
+                let (pid, start) = owner.split_once(':')?;
+                Some(Owner {
+                    pid: pid.parse().ok()?,
+                    start_time: start.parse().ok()?,
+                })
+            }
         };
         let (shape, n) = ports.split_once(':')?;
         let n = n.parse().ok().filter(|&n| n > 0)?;

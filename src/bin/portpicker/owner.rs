@@ -2,32 +2,42 @@
 //! is made, as its pid *and* start time, so a pid reused by another process
 //! is another owner and ends the claim.
 //!
-//! The two functions here are the only places the tool asks `/proc` about
-//! PID, so that they can be made namespace-aware in one place: when this
-//! `/proc` shows another pid namespace than the caller's (issue 16, point
-//! 6), PID means the caller's view and must be resolved through the
-//! `NSpid` lines of `/proc/*/status`. Not done yet: today PID is read in
-//! the `/proc` we see, which is right when the caller shares our pid
-//! namespace and that `/proc` is its own.
+//! PID means what it means to the caller: a pid of the caller's pid
+//! namespace (the holder's too: it is the caller's child). Where `/proc`
+//! shows that namespace, PID is read there; in a sandbox whose `/proc` is
+//! an ancestor's (`unshare -pf` without `--mount-proc`), the same number
+//! names another process there (pid 2 is the host's `kthreadd`), so PID is
+//! found through the `NSpid` lines of `/proc/*/status` and followed under
+//! its pid in that `/proc`.
 
-use portpick::__private::server::{presence, Owner, Presence, ProcFs, ProcessTable};
+use portpick::__private::pidns;
+use portpick::__private::server::{presence, Owner, Presence, ProcFs};
 
-/// The process `pid` names now. `None`: nobody a claim could follow (pid
-/// 0 or 1, no such process, no `/proc`): such a call gets a port whose
-/// claim ends with the call. Pid 1 as for the portserver: it means the
-/// caller's parent has gone (the caller was reparented to init), and a
-/// claim for init's life would never end.
+/// The process `pid` names now, as our `/proc` knows it. `None`: nobody a
+/// claim could follow (pid 0 or 1, no such process, a kernel thread, no
+/// `/proc`, or a namespace we cannot see into): such a call gets a port
+/// whose claim ends with the call. Pid 1 as for the portserver: it means
+/// the caller's parent has gone (the caller was reparented to init), and a
+/// claim for init's life would never end; a kernel thread never ends
+/// either.
 pub fn resolve(pid: u32) -> Option<Owner> {
     if pid <= 1 {
         return None;
     }
-    let start_time = ProcFs::new().start_time(pid).ok()??;
-    Some(Owner { pid, start_time })
+    let namespace = pidns::own_namespace().ok()?;
+    let process = pidns::resolve(namespace, pid).ok()??;
+    if process.kernel_thread {
+        return None;
+    }
+    Some(Owner {
+        pid: process.pid,
+        start_time: process.start_time,
+    })
 }
 
-/// Whether `owner` has surely gone: no process has its pid and start time.
-/// A `/proc` that cannot be read now (no descriptor left) keeps it, as
-/// the portserver does.
+/// Whether `owner` has surely gone: no process has its pid and start time
+/// in our `/proc` (where [`resolve`] found it). A `/proc` that cannot be
+/// read now (no descriptor left) keeps it, as the portserver does.
 pub fn is_gone(owner: Owner) -> bool {
     matches!(presence(&ProcFs::new(), owner), Presence::Gone)
 }

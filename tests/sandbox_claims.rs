@@ -1,0 +1,81 @@
+//! `portpicker PID` without a portserver inside a pid namespace: the
+//! lasting claim follows PID as the sandbox means it, also when the
+//! sandbox sees the host's /proc (`unshare -pf` without `--mount-proc`),
+//! where the same number names another process (pid 2 is `kthreadd`).
+//! Needs root (we are root here and in CI); says it skipped otherwise.
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+use support::*;
+
+const TOOL: &str = env!("CARGO_BIN_EXE_portpicker");
+
+/// In a sandbox made by `unshare --kill-child ARGS`: a `sleep`, `portpicker $!` for it,
+/// then (when told) `kill -9` of the sleep. The claim holds while the sleep
+/// lives and ends within the holder's sweep of its death.
+fn the_claim_follows_the_sandboxed_owner(unshare: &[&str]) {
+    if !can_unshare_pid() {
+        return;
+    }
+    let _turn = claims_turn();
+    let script =
+        r#"sleep 300 & p=$!; "$0" "$p" || exit 1; read go; kill -9 "$p"; wait "$p"; read done"#;
+    let mut child = Command::new("unshare")
+        .arg("--kill-child")
+        .args(unshare)
+        .args(["sh", "-c", script, TOOL])
+        .env_remove("PORTSERVER_ADDRESS")
+        .env_remove(portpick::CLAIMS_ENV)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _sandbox = Reaper(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let port: u16 = rx
+        .recv_timeout(PATIENCE)
+        .expect("the sandbox printed no port")
+        .parse()
+        .unwrap();
+    // The call has returned: its holder keeps the claim for the sleep.
+    assert!(claimed(port), "port {port} is not claimed after the call");
+    stdin.write_all(b"go\n").unwrap();
+    assert!(
+        eventually(|| !claimed(port)),
+        "port {port} still claimed after its sandboxed owner was killed"
+    );
+    let _ = stdin.write_all(b"done\n");
+}
+
+#[test]
+fn a_sandbox_with_its_own_proc() {
+    the_claim_follows_the_sandboxed_owner(&["-pf", "--mount-proc"]);
+}
+
+#[test]
+fn a_sandbox_that_sees_the_host_proc() {
+    the_claim_follows_the_sandboxed_owner(&["-pf"]);
+}
+
+#[test]
+fn a_sandbox_in_a_sandbox_that_sees_the_outer_proc() {
+    the_claim_follows_the_sandboxed_owner(&[
+        "-pf",
+        "--mount-proc",
+        "unshare",
+        "--kill-child",
+        "-pf",
+    ]);
+}
