@@ -32,11 +32,21 @@ enum Sandbox {
 impl Sandbox {
     /// `unshare ...` ready for the program to run inside.
     fn command(self) -> Command {
+        // --kill-child: killing `unshare` (a test's Reaper) ends the
+        // sandbox's init, and with it everything in the sandbox.
         let mut cmd = Command::new("unshare");
+        cmd.arg("--kill-child");
         match self {
             Sandbox::OwnProc => cmd.args(["-pf", "--mount-proc"]),
             Sandbox::HostProc => cmd.args(["-pf"]),
-            Sandbox::Nested => cmd.args(["-pf", "--mount-proc", "unshare", "-pf", "--mount-proc"]),
+            Sandbox::Nested => cmd.args([
+                "-pf",
+                "--mount-proc",
+                "unshare",
+                "--kill-child",
+                "-pf",
+                "--mount-proc",
+            ]),
         };
         cmd
     }
