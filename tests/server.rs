@@ -402,3 +402,34 @@ fn stop_leaves_the_socket_file_of_a_server_started_since() {
     drop(second);
     assert!(!path.exists(), "the second removes its own socket");
 }
+
+#[test]
+fn a_symlink_at_the_path_is_neither_followed_nor_replaced_and_nothing_is_left_behind() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("symlink");
+    let path = dir.path().join("ps.sock");
+    let target = dir.path().join("secret");
+    std::fs::write(&target, "secret").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    let config = || {
+        ServerConfig::new(path.to_str().unwrap().parse().unwrap())
+            .ports(pool_ports(1))
+            .log_level(Level::Error)
+    };
+    match PortServer::new(config()).start() {
+        Err(ServerError::NotASocket { .. }) => {}
+        other => panic!("expected NotASocket, got {other:?}"),
+    }
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    assert!(std::fs::symlink_metadata(&path).unwrap().is_symlink());
+    // Served and stopped, a server leaves only what was there before.
+    std::fs::remove_file(&path).unwrap();
+    PortServer::new(config()).start().unwrap().stop();
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["secret"]);
+}
