@@ -353,3 +353,83 @@ fn a_client_gone_before_its_answer_loses_no_port() {
     assert_eq!(stat(&address, "total-allocations"), 0);
     assert_eq!(ask(&address, owner.pid()), Some(ports[0]));
 }
+
+/// Stops `server` on a thread; true if the stop returned within PATIENCE
+/// (a stop that hangs leaves its thread behind and fails the test).
+fn stops_in_bounded_time(server: portpick::server::ServerHandle) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        server.stop();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(PATIENCE).is_ok()
+}
+
+#[test]
+fn stop_returns_when_the_socket_file_is_gone() {
+    let dir = TempDir::new("gone");
+    let path = dir.path().join("ps.sock");
+    let mut config = ServerConfig::new(path.to_str().unwrap().parse().unwrap())
+        .ports(pool_ports(1))
+        .log_level(Level::Error);
+    config.acceptors = 3;
+    let server = PortServer::new(config).start().unwrap();
+    // As a tmp cleaner would.
+    std::fs::remove_file(&path).unwrap();
+    assert!(stops_in_bounded_time(server), "stop hung");
+}
+
+#[test]
+fn stop_leaves_the_socket_file_of_a_server_started_since() {
+    let dir = TempDir::new("since");
+    let path = dir.path().join("ps.sock");
+    let ports = pool_ports(2);
+    let config = |port: u16| {
+        ServerConfig::new(path.to_str().unwrap().parse().unwrap())
+            .ports([port])
+            .log_level(Level::Error)
+    };
+    let first = PortServer::new(config(ports[0])).start().unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let second = PortServer::new(config(ports[1])).start().unwrap();
+    assert!(stops_in_bounded_time(first), "stop hung");
+    assert!(
+        path.exists(),
+        "the first server removed the second's socket"
+    );
+    let owner = sleeper();
+    assert_eq!(ask(path.to_str().unwrap(), owner.pid()), Some(ports[1]));
+    drop(second);
+    assert!(!path.exists(), "the second removes its own socket");
+}
+
+#[test]
+fn a_symlink_at_the_path_is_neither_followed_nor_replaced_and_nothing_is_left_behind() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("symlink");
+    let path = dir.path().join("ps.sock");
+    let target = dir.path().join("secret");
+    std::fs::write(&target, "secret").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    let config = || {
+        ServerConfig::new(path.to_str().unwrap().parse().unwrap())
+            .ports(pool_ports(1))
+            .log_level(Level::Error)
+    };
+    match PortServer::new(config()).start() {
+        Err(ServerError::NotASocket { .. }) => {}
+        other => panic!("expected NotASocket, got {other:?}"),
+    }
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    assert!(std::fs::symlink_metadata(&path).unwrap().is_symlink());
+    // Served and stopped, a server leaves only what was there before.
+    std::fs::remove_file(&path).unwrap();
+    PortServer::new(config()).start().unwrap().stop();
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["secret"]);
+}

@@ -5,6 +5,8 @@ mod banner;
 mod startup;
 
 use std::fmt;
+use std::net::Shutdown;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
@@ -16,6 +18,7 @@ use crate::probe::{Prober, SocketProber};
 use crate::server::accept::{accept_loop, slow_lane, Pending};
 use crate::server::config::ServerConfig;
 use crate::server::error::ServerError;
+use crate::server::listen::SocketFile;
 use crate::server::log::{log, Level, Logger};
 use crate::server::pool::Pool;
 use crate::server::process::{Owner, ProcFs, ProcessTable};
@@ -124,6 +127,7 @@ impl PortServer {
             shared,
             threads: Vec::new(),
             listener: Some(taken.listener),
+            socket_file: taken.socket_file,
             state_lock: taken.lock,
         };
         match handle.spawn_threads() {
@@ -218,6 +222,9 @@ pub struct ServerHandle {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     listener: Option<UnixListener>,
+    /// For a path address: the socket file bound, removed at stop if the
+    /// path still holds it.
+    socket_file: Option<SocketFile>,
     /// Held while serving: no other server touches the state file.
     state_lock: Option<StateLock>,
 }
@@ -320,17 +327,28 @@ impl ServerHandle {
             return;
         }
         self.shared.request_stop();
-        // Each acceptor is blocked in accept(): one connection wakes one.
-        if let Ok(addr) = self.address.to_socket_addr() {
-            for _ in 0..self.shared.config.acceptors.max(1) {
-                let _ = UnixStream::connect_addr(&addr);
+        if let Some(listener) = &self.listener {
+            if let Err(e) = wake_acceptors(listener) {
+                log!(
+                    self.shared.logger,
+                    Level::Warning,
+                    "Waking the acceptors by a shutdown failed ({e}); connecting to {} instead",
+                    self.address
+                );
+                // One connection wakes one acceptor, if the path still
+                // leads to this server.
+                if let Ok(addr) = self.address.to_socket_addr() {
+                    for _ in 0..self.shared.config.acceptors.max(1) {
+                        let _ = UnixStream::connect_addr(&addr);
+                    }
+                }
             }
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
         if let Some(listener) = self.listener.take() {
-            unbind(&self.address, listener);
+            unbind(&self.address, listener, self.socket_file.take());
             let shared = &self.shared;
             for (name, value) in shared.stats() {
                 log!(shared.logger, Level::Info, "{name} {value}");
@@ -340,6 +358,16 @@ impl ServerHandle {
         // Every thread that could write the journal has been joined.
         self.state_lock = None;
     }
+}
+
+/// Wakes every thread blocked in accept() on `listener` (they then see
+/// the stop flag), without the address: a tmp cleaner may have removed the
+/// socket file, or another server taken the path. Shutting a listening
+/// unix socket down for reading makes its accept() fail at once (Linux).
+fn wake_acceptors(listener: &UnixListener) -> std::io::Result<()> {
+    // std has shutdown on streams only; the call is the same on any socket.
+    let socket = UnixStream::from(OwnedFd::from(listener.try_clone()?));
+    socket.shutdown(Shutdown::Read)
 }
 
 impl Drop for ServerHandle {

@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::address::PortServerAddress;
 use crate::server::config::ServerConfig;
 use crate::server::error::ServerError;
-use crate::server::listen::bind_listener;
+use crate::server::listen::{bind_listener, SocketFile};
 use crate::server::log::{log, Level, Logger};
 use crate::server::pool::Pool;
 use crate::server::process::{self, Owner, ProcessTable};
@@ -23,6 +23,8 @@ use crate::server::{descriptors, ranges};
 pub(super) struct TakenOver {
     pub(super) lock: Option<StateLock>,
     pub(super) listener: UnixListener,
+    /// For a path address: the socket file this server linked there.
+    pub(super) socket_file: Option<SocketFile>,
     pub(super) journal: Option<StateFile>,
     pub(super) outside: Vec<(u16, Owner)>,
 }
@@ -38,10 +40,11 @@ pub(super) fn take_over(
     logger: &Logger,
 ) -> Result<TakenOver, ServerError> {
     let Some(path) = &config.state_file else {
-        let listener = bind_listener(&config.address)?;
+        let (listener, socket_file) = bind_listener(&config.address)?;
         return Ok(TakenOver {
             lock: None,
             listener,
+            socket_file,
             journal: None,
             outside: Vec::new(),
         });
@@ -54,26 +57,33 @@ pub(super) fn take_over(
         lock.name(),
         path.display()
     );
-    let listener = bind_listener(&config.address)?;
+    let (listener, socket_file) = bind_listener(&config.address)?;
     match load_state(path, pool, processes, logger) {
         Ok((journal, outside)) => Ok(TakenOver {
             lock: Some(lock),
             listener,
+            socket_file,
             journal: Some(journal),
             outside,
         }),
         Err(e) => {
-            unbind(&config.address, listener);
+            unbind(&config.address, listener, socket_file);
             Err(e)
         }
     }
 }
 
-/// Closes `listener` and removes its socket file (for a path address).
-pub(super) fn unbind(address: &PortServerAddress, listener: UnixListener) {
+/// Closes `listener` and removes its socket file (for a path address), if
+/// the path still holds that file: a tmp cleaner may have removed it and a
+/// new server linked its own there.
+pub(super) fn unbind(
+    address: &PortServerAddress,
+    listener: UnixListener,
+    socket_file: Option<SocketFile>,
+) {
     drop(listener);
-    if let PortServerAddress::Path(p) = address {
-        let _ = std::fs::remove_file(p);
+    if let (PortServerAddress::Path(p), Some(file)) = (address, socket_file) {
+        file.remove(p);
     }
 }
 
