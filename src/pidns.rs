@@ -22,16 +22,21 @@ use crate::sync::lock;
 /// `PROC_PID_INIT_INO`, the same on every Linux.
 pub const INIT_NAMESPACE: u64 = 0xEFFF_FFFC;
 
-/// The inode of this process's pid namespace, read once (a process never
-/// changes its own: `unshare` and `setns` move only its later children).
+/// The inode of this process's pid namespace, remembered once read (a
+/// process never changes its own: `unshare` and `setns` move only its later
+/// children). A failed read is not remembered: it may pass (out of file
+/// descriptors, say).
 ///
 /// # Errors
 ///
-/// `/proc` is not mounted or cannot be read.
+/// `/proc` is not mounted or cannot be read now.
 pub fn own_namespace() -> io::Result<u64> {
-    static OWN: OnceLock<Result<u64, io::ErrorKind>> = OnceLock::new();
-    OWN.get_or_init(|| namespace_of("self").map_err(|e| e.kind()))
-        .map_err(io::Error::from)
+    static OWN: OnceLock<u64> = OnceLock::new();
+    if let Some(&ns) = OWN.get() {
+        return Ok(ns);
+    }
+    let ns = namespace_of("self")?;
+    Ok(*OWN.get_or_init(|| ns))
 }
 
 /// Whether `/proc` shows this process's own pid namespace (rather than an

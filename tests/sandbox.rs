@@ -379,6 +379,47 @@ fn a_server_without_the_extension_means_a_local_pick_with_one_warning() {
     );
 }
 
+/// A sandbox whose `/proc` is hidden (a tmpfs over it): the client cannot
+/// tell its namespace, so it must not send the plain request, whose pid
+/// names a host process; it picks locally and says why, once.
+#[test]
+fn a_client_that_cannot_read_its_namespace_does_not_ask() {
+    if !can_unshare_pid() {
+        return;
+    }
+    let address = unique_address("sandbox-noproc");
+    let _server = start_server(&address, &[pool_arg(&pool_ports(1))]);
+    // The pid the client names is a live host process: the plain request
+    // would give it the port.
+    let host = sleeper();
+    let script = r#"mount -t tmpfs none /proc || exit 99; exec "$0" "$1""#;
+    let out = run_bounded(
+        Command::new("unshare")
+            .args(["--kill-child", "-m", "-pf", "sh", "-c", script])
+            .arg(portpicker())
+            .arg(host.pid().to_string())
+            .env("PORTSERVER_ADDRESS", &address),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(99) {
+        eprintln!("skipped: cannot mount a tmpfs over /proc: {stderr}");
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stat(&address, "total-allocations"), 0, "{stderr}");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse::<u16>()
+        .unwrap();
+    let warnings: Vec<&str> = stderr.lines().collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("cannot read our pid namespace")
+            && warnings[0].contains("picking a port locally"),
+        "{warnings:?}"
+    );
+}
+
 /// `src` copied into `dir` with mode 0755, for another user to run.
 fn runnable_copy(src: &str, dir: &Path) -> String {
     let dst = dir.join(Path::new(src).file_name().unwrap());
