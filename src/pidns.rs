@@ -156,6 +156,10 @@ const INDEX_FRESH: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 struct Index {
     taken: Instant,
+    /// The last pid the kernel gave out before the listing: while it has
+    /// not changed, no process was born since (a sandbox's are given pids
+    /// of ours too), and the listing need not be read again.
+    last_pid: Option<u32>,
     /// Every pid `/proc` listed, sorted.
     listed: Vec<u32>,
     /// The pids of each pid namespace whose link could be read, newest first.
@@ -166,6 +170,7 @@ impl Index {
     /// Reads the namespace of every process in `/proc`.
     fn read() -> io::Result<Index> {
         let taken = Instant::now();
+        let last_pid = last_pid();
         let listed = list_proc()?;
         let mut members: HashMap<u64, Vec<u32>> = HashMap::new();
         for &host in listed.iter().rev() {
@@ -175,6 +180,7 @@ impl Index {
         }
         Ok(Index {
             taken,
+            last_pid,
             listed,
             members,
         })
@@ -195,7 +201,7 @@ impl Index {
     /// can be unreadable). Another error when `/proc` cannot be read now.
     fn find(&self, ns: u64, pid: u32, just_read: bool) -> io::Result<Option<Process>> {
         let mut candidates = Vec::new();
-        if !just_read {
+        if !just_read && (self.last_pid.is_none() || last_pid() != self.last_pid) {
             // A pid listed then and reused since by a process of `ns` is
             // missed until the next read: a wrap of the whole pid space
             // within `INDEX_FRESH`.
@@ -221,6 +227,13 @@ impl Index {
         }
         Ok(None)
     }
+}
+
+/// The last pid given out in our pid namespace; `None` when it cannot be
+/// read (then the listing is read every time).
+fn last_pid() -> Option<u32> {
+    let text = fs::read("/proc/sys/kernel/ns_last_pid").ok()?;
+    parse_pid(text.strip_suffix(b"\n").unwrap_or(&text))
 }
 
 /// The pids `/proc` lists now, sorted.
