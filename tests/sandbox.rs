@@ -229,6 +229,61 @@ fn sandboxed_owners_survive_a_server_kill_9_and_restart() {
     assert_is_sandboxed_sleep(host, start, second.inner_pid);
 }
 
+/// Someone asks for pids of a sandbox before they are born (as a request
+/// for a bogus pid does): the server must not remember those misses
+/// against the process that later has that pid and asks for itself.
+#[test]
+fn a_bogus_request_in_a_sandbox_does_not_deny_its_later_processes() {
+    if !can_unshare_pid() {
+        return;
+    }
+    let dir = TempDir::new("sandbox-bogus");
+    let state = dir.path().join("state");
+    let ports = pool_ports(1);
+    let address = unique_address("sandbox-bogus");
+    let _server = start_server(&address, &[pool_arg(&ports), state_arg(&state)]);
+    // `$(...)` waits for its process: pid 2 has gone when the line is out.
+    let script = r#"ns=$(stat -L -c %i /proc/self/ns/pid); echo "$ns"; read go; sleep 300 & "$0" "$!" && echo "$!" && wait"#;
+    let mut child = Sandbox::OwnProc
+        .command()
+        .args(["sh", "-c", script, portpicker()])
+        .env("PORTSERVER_ADDRESS", &address)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut go = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _sandbox = Reaper(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = || {
+        rx.recv_timeout(PATIENCE)
+            .expect("the sandbox printed nothing")
+    };
+    let ns: u64 = line().parse().unwrap();
+    // The sandbox has its shell (1); the next pids are not born yet.
+    for pid in 2..=20 {
+        let reply = raw_request(&address, format!("pidns {ns} {pid}\n").as_bytes());
+        assert!(
+            reply.starts_with(b"0 "),
+            "pid {pid}: {:?}",
+            String::from_utf8_lossy(&reply)
+        );
+    }
+    std::io::Write::write_all(&mut go, b"go\n").unwrap();
+    let port: u16 = line().parse().unwrap();
+    let inner: u32 = line().parse().unwrap();
+    assert!(inner <= 20, "the sleep is pid {inner}, not one asked for");
+    assert_eq!(port, ports[0]);
+    let (host, start) = journaled_owner(&state, port);
+    assert_is_sandboxed_sleep(host, start, inner);
+}
+
 /// The first kernel thread among pids 2 to 99 (pid 2 is `kthreadd` on a
 /// host; a container has none).
 fn a_kernel_thread() -> Option<u32> {
@@ -325,6 +380,47 @@ fn a_server_without_the_extension_means_a_local_pick_with_one_warning() {
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
         warnings[0].contains("cannot serve a sandboxed client")
+            && warnings[0].contains("picking a port locally"),
+        "{warnings:?}"
+    );
+}
+
+/// A sandbox whose `/proc` is hidden (a tmpfs over it): the client cannot
+/// tell its namespace, so it must not send the plain request, whose pid
+/// names a host process; it picks locally and says why, once.
+#[test]
+fn a_client_that_cannot_read_its_namespace_does_not_ask() {
+    if !can_unshare_pid() {
+        return;
+    }
+    let address = unique_address("sandbox-noproc");
+    let _server = start_server(&address, &[pool_arg(&pool_ports(1))]);
+    // The pid the client names is a live host process: the plain request
+    // would give it the port.
+    let host = sleeper();
+    let script = r#"mount -t tmpfs none /proc || exit 99; exec "$0" "$1""#;
+    let out = run_bounded(
+        Command::new("unshare")
+            .args(["--kill-child", "-m", "-pf", "sh", "-c", script])
+            .arg(portpicker())
+            .arg(host.pid().to_string())
+            .env("PORTSERVER_ADDRESS", &address),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(99) {
+        eprintln!("skipped: cannot mount a tmpfs over /proc: {stderr}");
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stat(&address, "total-allocations"), 0, "{stderr}");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse::<u16>()
+        .unwrap();
+    let warnings: Vec<&str> = stderr.lines().collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("cannot read our pid namespace")
             && warnings[0].contains("picking a port locally"),
         "{warnings:?}"
     );

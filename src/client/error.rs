@@ -57,6 +57,16 @@ pub enum PortServerError {
         /// The server's address.
         address: String,
     },
+    /// Our pid namespace could not be read (`/proc` missing, hidden or out
+    /// of file descriptors), so the server was not asked: the plain request
+    /// is safe only in the host's namespace, and in a sandbox our pid would
+    /// name another process on the server's side.
+    OwnNamespaceUnknown {
+        /// The server's address.
+        address: String,
+        /// What the OS said.
+        source: io::Error,
+    },
     /// The server closed the connection without statistics: it does not
     /// know our `stats` request (Python's portserver does not).
     NoStats {
@@ -114,6 +124,12 @@ impl fmt::Display for PortServerError {
                  says which (Python's portserver does not); our pid would name another \
                  process there"
             ),
+            PortServerError::OwnNamespaceUnknown { address, source } => write!(
+                f,
+                "did not ask portserver {address:?}: cannot read our pid namespace \
+                 (/proc/self/ns/pid: {source}), and in a sandbox our pid would name \
+                 another process there"
+            ),
             PortServerError::NoStats { address } => write!(
                 f,
                 "portserver {address:?} answered no statistics (it does not know the \
@@ -142,9 +158,9 @@ impl From<PortServerError> for io::Error {
     fn from(e: PortServerError) -> io::Error {
         let kind = match &e {
             PortServerError::InvalidAddress { .. } => io::ErrorKind::InvalidInput,
-            PortServerError::Connect { source, .. } | PortServerError::Io { source, .. } => {
-                source.kind()
-            }
+            PortServerError::Connect { source, .. }
+            | PortServerError::Io { source, .. }
+            | PortServerError::OwnNamespaceUnknown { source, .. } => source.kind(),
             PortServerError::Timeout { .. } => io::ErrorKind::TimedOut,
             PortServerError::NoPort { .. } | PortServerError::Refused { .. } => {
                 io::ErrorKind::NotFound

@@ -123,17 +123,18 @@ fn read_reply(
 /// `None`; either way as our pid namespace sees it), waiting at most
 /// `timeout` in all.
 ///
-/// In the host's pid namespace (or where `/proc` cannot tell) the request
-/// is Python's; in another (a sandbox) it names our namespace too, which
-/// only our portserver understands: the pid alone would name another
-/// process on the server's side.
+/// In the host's pid namespace the request is Python's; in another (a
+/// sandbox) it names our namespace too, which only our portserver
+/// understands: the pid alone would name another process on the server's
+/// side. Where our namespace cannot be read, the server is not asked.
 ///
 /// # Errors
 ///
 /// [`PortServerError::NoPort`] when the server closes without a port,
 /// [`PortServerError::Refused`] when it says why (sandboxed requests),
 /// [`PortServerError::NoNamespaces`] when a sandboxed request meets a
-/// server without the extension, and the other variants when it cannot be
+/// server without the extension, [`PortServerError::OwnNamespaceUnknown`]
+/// when `/proc/self/ns/pid` cannot be read, and the other variants when it cannot be
 /// reached, is too slow, or answers something that is not a port.
 pub fn get_port_from_port_server_with_timeout(
     address: &str,
@@ -141,11 +142,16 @@ pub fn get_port_from_port_server_with_timeout(
     timeout: Duration,
 ) -> Result<u16, PortServerError> {
     let pid = pid.unwrap_or_else(std::process::id);
+    // The plain request only where we know our pid is the server's.
     match crate::pidns::own_namespace() {
-        Ok(ns) if ns != crate::pidns::INIT_NAMESPACE => {
-            return get_port_in_namespace(address, ns, pid, timeout)
+        Ok(crate::pidns::INIT_NAMESPACE) => {}
+        Ok(ns) => return get_port_in_namespace(address, ns, pid, timeout),
+        Err(source) => {
+            return Err(PortServerError::OwnNamespaceUnknown {
+                address: address.to_string(),
+                source,
+            })
         }
-        _ => {}
     }
     let mut line = pid.to_string().into_bytes();
     line.push(b'\n');

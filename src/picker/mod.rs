@@ -15,6 +15,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::claim::{ClaimPrefix, PortClaim};
 use crate::client::{self, PortServerError};
@@ -87,6 +88,8 @@ pub struct Picker<P = SocketProber> {
     /// The portserver to ask; `None`: the one `PORTSERVER_ADDRESS` names,
     /// read at each pick (as Python reads it).
     portserver: Option<Option<String>>,
+    /// How long one pick may wait for the portserver, repeats included.
+    portserver_timeout: Duration,
     state: Mutex<State>,
     rng: Mutex<Rng>,
 }
@@ -128,6 +131,7 @@ impl<P: Prober> Picker<P> {
             exclude: HashSet::new(),
             address: None,
             portserver: None,
+            portserver_timeout: client::DEFAULT_TIMEOUT,
             state: Mutex::new(State::default()),
             rng: Mutex::new(Rng::new()),
         }
@@ -150,6 +154,14 @@ impl<P: Prober> Picker<P> {
     /// `PORTSERVER_ADDRESS`, read at each pick.
     pub fn portserver(mut self, address: Option<&str>) -> Self {
         self.portserver = Some(address.map(str::to_string));
+        self
+    }
+
+    /// How long one pick may wait for the portserver in all, the times it
+    /// is asked again included (tests make it short). Default: 5 s.
+    #[doc(hidden)]
+    pub fn portserver_timeout(mut self, timeout: Duration) -> Self {
+        self.portserver_timeout = timeout;
         self
     }
 
@@ -280,7 +292,8 @@ impl<P: Prober> Picker<P> {
     /// Asks the portserver at `address` for a port for `pid` (default: our
     /// own pid). A port it gives is owned: returning it makes it reusable in
     /// this process, as in Python. A port this picker has out already is
-    /// not handed out twice: the server is asked again, a few times.
+    /// not handed out twice: the server is asked again, a few times, all
+    /// within one timeout (5 s unless set).
     ///
     /// # Errors
     ///
@@ -292,12 +305,23 @@ impl<P: Prober> Picker<P> {
         address: &str,
         pid: Option<u32>,
     ) -> Result<u16, PortServerError> {
+        // One deadline for the pick: the repeats share it, so the tool
+        // keeps its documented bound whatever the server answers.
+        let deadline = Instant::now() + self.portserver_timeout;
         let mut last = 0;
         for _ in 0..SERVER_REPEATS {
-            let port = client::get_port_from_port_server_with_timeout(
-                address,
-                pid,
-                client::DEFAULT_TIMEOUT,
+            let left = deadline.saturating_duration_since(Instant::now());
+            if last != 0 && left.is_zero() {
+                break;
+            }
+            let port = client::get_port_from_port_server_with_timeout(address, pid, left).map_err(
+                |e| match e {
+                    PortServerError::Timeout { address, .. } => PortServerError::Timeout {
+                        address,
+                        after: self.portserver_timeout,
+                    },
+                    e => e,
+                },
             )?;
             let mut state = self.state();
             if !state.picked_locally.contains_key(&port) && !state.owned.contains(&port) {

@@ -111,3 +111,44 @@ fn a_server_that_gives_only_ports_out_here_is_an_error() {
     server.join().unwrap();
     assert_eq!(picker.outstanding(), vec![31337]);
 }
+
+#[test]
+fn the_repeats_of_one_pick_share_one_timeout() {
+    // The server answers each request after 3/4 of the picker's timeout,
+    // always with a port the picker has out: the repeat it is asked for
+    // comes after the pick's deadline, and the pick must not wait for it.
+    let timeout = std::time::Duration::from_secs(2);
+    let address = unique_address("repeats-slow");
+    let listener = listen(&address);
+    let returned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = {
+        let returned = returned.clone();
+        std::thread::spawn(move || {
+            let mut returned_before = Vec::new();
+            for _ in 0..2 {
+                let (mut s, _) = listener.accept().unwrap();
+                std::thread::sleep(timeout * 3 / 4);
+                returned_before.push(returned.load(std::sync::atomic::Ordering::SeqCst));
+                let _ = s.write_all(b"31337\n");
+            }
+            returned_before
+        })
+    };
+    let picker = Picker::with_prober(FakeProber::new())
+        .ignore_environment()
+        .claims(false)
+        .portserver_timeout(timeout);
+    picker.add_reserved_port(31337);
+    assert_eq!(picker.pick_unused_port(), Ok(31337));
+    let result = picker.get_port_from_port_server(&address, None);
+    returned.store(true, std::sync::atomic::Ordering::SeqCst);
+    match result {
+        Err(PortServerError::Timeout { after, .. }) => assert_eq!(after, timeout),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        server.join().unwrap(),
+        [false, true],
+        "the pick waited for the server's second answer, past its timeout"
+    );
+}
