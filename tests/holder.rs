@@ -189,3 +189,26 @@ fn a_warning_is_shown_once() {
     assert!(err.contains("\"bogus\""), "{err}");
     assert!(claimed(port));
 }
+
+#[test]
+fn seven_thousand_ports_are_claimed_by_one_holder() {
+    let _turn = claims_turn();
+    let owner = sleeper();
+    // A descriptor per claim, and claims take at most half the limit:
+    // room for them, whatever the host's default.
+    let mut cmd = Command::new("prlimit");
+    cmd.args(["--nofile=16384:16384", TOOL])
+        .arg(owner.pid().to_string())
+        .args(["--count", "7000", "--range", "10000-60000"])
+        .env_remove("PORTSERVER_ADDRESS")
+        .env_remove(portpick::CLAIMS_ENV);
+    let out = run_bounded(&mut cmd);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.is_empty(), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ports: std::collections::BTreeSet<u16> = text.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!((text.lines().count(), ports.len()), (7000, 7000));
+    let holders = holder_pids(owner.pid());
+    assert_eq!(holders.len(), 1);
+    assert_eq!(claims_held_by(holders[0]), ports);
+}

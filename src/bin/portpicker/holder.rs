@@ -35,8 +35,17 @@ pub const HOLDER_ARG: &str = "--portpick-internal-holder";
 /// picks alone. Far above a holder's few milliseconds, for a loaded host.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The longest answer read: a holder's answer is a few lines.
-const ANSWER_LIMIT: u64 = 64 * 1024;
+/// Room in an answer for what is not a port: warnings, an error, `end`.
+const ANSWER_ROOM: u64 = 64 * 1024;
+
+/// The longest answer read for `count` ports: a `port N` line per port
+/// (11 bytes at most: `--count 65535` is 704 kB) and [`ANSWER_ROOM`].
+fn answer_limit(count: usize) -> u64 {
+    let line = "port 65535\n".len() as u64;
+    (count as u64)
+        .saturating_mul(line)
+        .saturating_add(ANSWER_ROOM)
+}
 
 /// What the holder said.
 #[derive(Debug, Default)]
@@ -82,7 +91,8 @@ pub fn start(call: &Call, owner: Option<Owner>) -> io::Result<(Child, Answer)> {
         .spawn()?;
     // The Command and its copy of `theirs` are gone: EOF comes when the
     // holder shuts its end down or exits.
-    match read_answer(ours, Instant::now() + ANSWER_TIMEOUT) {
+    let limit = answer_limit(call.want.count());
+    match read_answer(ours, limit, Instant::now() + ANSWER_TIMEOUT) {
         Ok(answer) => Ok((child, answer)),
         Err(e) => {
             kill(child);
@@ -108,8 +118,8 @@ pub fn kill(mut child: Child) {
     let _ = child.wait();
 }
 
-fn read_answer(socket: UnixStream, deadline: Instant) -> io::Result<Answer> {
-    let mut reader = BufReader::new((&socket).take(ANSWER_LIMIT));
+fn read_answer(socket: UnixStream, limit: u64, deadline: Instant) -> io::Result<Answer> {
+    let mut reader = BufReader::new((&socket).take(limit));
     let mut answer = Answer::default();
     let mut line = String::new();
     loop {
