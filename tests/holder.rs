@@ -190,6 +190,61 @@ fn a_warning_is_shown_once() {
     assert!(claimed(port));
 }
 
+/// Waits (bounded) until `pid` is blocked writing to a pipe.
+fn blocked_in_pipe_write(pid: u32) -> bool {
+    eventually(|| {
+        std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+            .is_ok_and(|w| w.contains("pipe_write"))
+    })
+}
+
+#[test]
+fn a_caller_that_dies_before_printing_leaves_no_holder() {
+    use std::os::unix::process::CommandExt;
+    let _turn = claims_turn();
+    // SIGKILL, and ^C: SIGINT to the caller's process group.
+    for signal in ["-KILL", "-INT"] {
+        let owner = sleeper();
+        // The caller's stdout is a pipe filled (64 KiB, Linux's default
+        // size) before it starts and never read: it has its holder's
+        // answer and blocks in printing it.
+        let mut caller = Command::new("sh");
+        caller
+            .args(["-c", r#"head -c 65536 /dev/zero && exec "$0" "$1""#, TOOL])
+            .arg(owner.pid().to_string())
+            .env_remove("PORTSERVER_ADDRESS")
+            .env_remove(portpick::CLAIMS_ENV)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut caller = Reaper(caller.spawn().unwrap());
+        assert!(
+            blocked_in_pipe_write(caller.pid()),
+            "the caller did not block in printing"
+        );
+        let holders = holder_pids(owner.pid());
+        assert_eq!(holders.len(), 1);
+        let ports = claims_held_by(holders[0]);
+        assert_eq!(ports.len(), 1, "{ports:?}");
+        let target = match signal {
+            "-INT" => format!("-{}", caller.pid()),
+            _ => caller.pid().to_string(),
+        };
+        let killed = Command::new("kill")
+            .args([signal, "--", &target])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let _ = caller.0.wait();
+        assert!(
+            eventually(|| holders_for(owner.pid()) == 0),
+            "a holder outlived a caller killed ({signal}) before it printed"
+        );
+        assert!(ports.iter().all(|&p| !claimed(p)));
+    }
+}
+
 #[test]
 fn seven_thousand_ports_are_claimed_by_one_holder() {
     let _turn = claims_turn();

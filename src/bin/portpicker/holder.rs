@@ -16,8 +16,13 @@
 //! code). The answer is lines: `port N` per port, `warning TEXT` per
 //! warning to show, or `error TEXT` when no port could be picked, then
 //! `end` (an answer cut short, by a crash say, is no answer).
+//!
+//! Once the caller has printed the ports it writes [`PRINTED`] back: a
+//! caller that dies before (a SIGKILL, a ^C) or takes longer than
+//! [`ANSWER_TIMEOUT`] to print has given the ports to nobody, and its
+//! holder, which gets EOF or no word in time, exits and frees them.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -34,6 +39,9 @@ pub const HOLDER_ARG: &str = "--portpick-internal-holder";
 /// How long a call waits for its holder's answer before it kills it and
 /// picks alone. Far above a holder's few milliseconds, for a loaded host.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the caller writes back once it has printed the ports.
+pub const PRINTED: &[u8] = b"printed\n";
 
 /// Room in an answer for what is not a port: warnings, an error, `end`.
 const ANSWER_ROOM: u64 = 64 * 1024;
@@ -58,13 +66,39 @@ pub struct Answer {
     pub error: Option<String>,
 }
 
+/// A holder that has answered and waits to hear that its ports were
+/// printed.
+#[derive(Debug)]
+pub struct Holder {
+    child: Child,
+    socket: UnixStream,
+}
+
+impl Holder {
+    /// Tells the holder that its ports were printed: it keeps them.
+    ///
+    /// # Errors
+    ///
+    /// The holder has gone (it waited longer than [`ANSWER_TIMEOUT`], or
+    /// was killed): its claims and binds have ended.
+    pub fn printed(self) -> io::Result<()> {
+        (&self.socket).write_all(PRINTED)
+    }
+
+    /// Ends the holder (whose ports then go back), and reaps it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts a holder for `call` and waits (at most [`ANSWER_TIMEOUT`]) for
-/// its answer. The child is returned so that the caller can kill it when
-/// the ports cannot be printed. `Err`: no holder (a process limit, say),
-/// or none that answered; none is left running.
-pub fn start(call: &Call, owner: Option<Owner>) -> io::Result<(Child, Answer)> {
+/// its answer. The holder is returned so that the caller can tell it the
+/// ports were printed, or kill it when they cannot be. `Err`: no holder
+/// (a process limit, say), or none that answered; none is left running.
+pub fn start(call: &Call, owner: Option<Owner>) -> io::Result<(Holder, Answer)> {
     let (ours, theirs) = UnixStream::pair()?;
-    let child = Command::new(this_program()?)
+    let mut child = Command::new(this_program()?)
         .arg0("portpicker")
         .arg(HOLDER_ARG)
         .args(call.holder_args(owner))
@@ -92,10 +126,17 @@ pub fn start(call: &Call, owner: Option<Owner>) -> io::Result<(Child, Answer)> {
     // The Command and its copy of `theirs` are gone: EOF comes when the
     // holder shuts its end down or exits.
     let limit = answer_limit(call.want.count());
-    match read_answer(ours, limit, Instant::now() + ANSWER_TIMEOUT) {
-        Ok(answer) => Ok((child, answer)),
+    match read_answer(&ours, limit, Instant::now() + ANSWER_TIMEOUT) {
+        Ok(answer) => Ok((
+            Holder {
+                child,
+                socket: ours,
+            },
+            answer,
+        )),
         Err(e) => {
-            kill(child);
+            let _ = child.kill();
+            let _ = child.wait();
             Err(e)
         }
     }
@@ -112,14 +153,8 @@ fn this_program() -> io::Result<std::path::PathBuf> {
     }
 }
 
-/// Ends a holder (whose ports then go back), and reaps it.
-pub fn kill(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn read_answer(socket: UnixStream, limit: u64, deadline: Instant) -> io::Result<Answer> {
-    let mut reader = BufReader::new((&socket).take(limit));
+fn read_answer(socket: &UnixStream, limit: u64, deadline: Instant) -> io::Result<Answer> {
+    let mut reader = BufReader::new(socket.take(limit));
     let mut answer = Answer::default();
     let mut line = String::new();
     loop {
