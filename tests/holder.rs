@@ -189,3 +189,93 @@ fn a_warning_is_shown_once() {
     assert!(err.contains("\"bogus\""), "{err}");
     assert!(claimed(port));
 }
+
+/// Waits (bounded) until `pid` is blocked writing to a pipe.
+fn blocked_in_pipe_write(pid: u32) -> bool {
+    eventually(|| {
+        std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+            .is_ok_and(|w| w.contains("pipe_write"))
+    })
+}
+
+#[test]
+fn a_caller_that_dies_before_printing_leaves_no_holder() {
+    use std::os::unix::process::CommandExt;
+    let _turn = claims_turn();
+    // Under qemu-user, wchan is the emulator's; where the kernel hides it,
+    // a sleeping process's /proc/PID/wchan is `0` too: then the caller's
+    // state cannot be seen.
+    let asleep = sleeper();
+    let shown = eventually(|| {
+        std::fs::read_to_string(format!("/proc/{}/wchan", asleep.pid()))
+            .is_ok_and(|w| !w.trim().is_empty() && w.trim() != "0")
+    });
+    if emulated() || !shown {
+        eprintln!("skipped: /proc/PID/wchan cannot tell a caller blocked in printing");
+        return;
+    }
+    // SIGKILL, and ^C: SIGINT to the caller's process group.
+    for signal in ["-KILL", "-INT"] {
+        let owner = sleeper();
+        // The caller's stdout is a pipe filled (64 KiB, Linux's default
+        // size) before it starts and never read: it has its holder's
+        // answer and blocks in printing it.
+        let mut caller = Command::new("sh");
+        caller
+            .args(["-c", r#"head -c 65536 /dev/zero && exec "$0" "$1""#, TOOL])
+            .arg(owner.pid().to_string())
+            .env_remove("PORTSERVER_ADDRESS")
+            .env_remove(portpick::CLAIMS_ENV)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut caller = Reaper(caller.spawn().unwrap());
+        assert!(
+            blocked_in_pipe_write(caller.pid()),
+            "the caller did not block in printing"
+        );
+        let holders = holder_pids(owner.pid());
+        assert_eq!(holders.len(), 1);
+        let ports = claims_held_by(holders[0]);
+        assert_eq!(ports.len(), 1, "{ports:?}");
+        let target = match signal {
+            "-INT" => format!("-{}", caller.pid()),
+            _ => caller.pid().to_string(),
+        };
+        let killed = Command::new("kill")
+            .args([signal, "--", &target])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let _ = caller.0.wait();
+        assert!(
+            eventually(|| holders_for(owner.pid()) == 0),
+            "a holder outlived a caller killed ({signal}) before it printed"
+        );
+        assert!(ports.iter().all(|&p| !claimed(p)));
+    }
+}
+
+#[test]
+fn seven_thousand_ports_are_claimed_by_one_holder() {
+    let _turn = claims_turn();
+    let owner = sleeper();
+    // A descriptor per claim, and claims take at most half the limit:
+    // room for them, whatever the host's default.
+    let mut cmd = Command::new("prlimit");
+    cmd.args(["--nofile=16384:16384", TOOL])
+        .arg(owner.pid().to_string())
+        .args(["--count", "7000", "--range", "10000-60000"])
+        .env_remove("PORTSERVER_ADDRESS")
+        .env_remove(portpick::CLAIMS_ENV);
+    let out = run_bounded(&mut cmd);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.is_empty(), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ports: std::collections::BTreeSet<u16> = text.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!((text.lines().count(), ports.len()), (7000, 7000));
+    let holders = holder_pids(owner.pid());
+    assert_eq!(holders.len(), 1);
+    assert_eq!(claims_held_by(holders[0]), ports);
+}

@@ -2,6 +2,7 @@
 //! lasting claim follows PID as the sandbox means it, also when the
 //! sandbox sees the host's /proc (`unshare -pf` without `--mount-proc`),
 //! where the same number names another process (pid 2 is `kthreadd`).
+//! The sandbox's own pid 1 (`portpicker $$` from its shell) is an owner too.
 //! Needs root (we are root here and in CI); says it skipped otherwise.
 #![cfg(target_os = "linux")]
 
@@ -78,4 +79,58 @@ fn a_sandbox_in_a_sandbox_that_sees_the_outer_proc() {
         "--kill-child",
         "-pf",
     ]);
+}
+
+/// `portpicker $$` from the sandbox's own pid-1 shell: the claim holds
+/// while the shell lives (a sandbox's pid 1 ends with it, unlike the
+/// host's init) and ends when it exits.
+fn the_sandbox_shell_owns_its_claim(unshare: &[&str]) {
+    if !can_unshare_pid() {
+        return;
+    }
+    let _turn = claims_turn();
+    let mut child = Command::new("unshare")
+        .arg("--kill-child")
+        .args(unshare)
+        .args(["sh", "-c", r#""$0" $$ || exit 1; read go"#, TOOL])
+        .env_remove("PORTSERVER_ADDRESS")
+        .env_remove(portpick::CLAIMS_ENV)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut sandbox = Reaper(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let port: u16 = rx
+        .recv_timeout(PATIENCE)
+        .expect("the sandbox printed no port")
+        .parse()
+        .unwrap();
+    assert!(
+        claimed(port),
+        "port {port} is not claimed for the sandbox's pid 1"
+    );
+    stdin.write_all(b"go\n").unwrap();
+    let _ = sandbox.0.wait();
+    assert!(
+        eventually(|| !claimed(port)),
+        "port {port} still claimed after the sandbox's pid 1 exited"
+    );
+}
+
+#[test]
+fn the_pid_1_shell_of_a_sandbox_with_its_own_proc() {
+    the_sandbox_shell_owns_its_claim(&["-pf", "--mount-proc"]);
+}
+
+#[test]
+fn the_pid_1_shell_of_a_sandbox_that_sees_the_host_proc() {
+    the_sandbox_shell_owns_its_claim(&["-pf"]);
 }

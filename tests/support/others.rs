@@ -15,6 +15,11 @@ pub const CHILD_ENV: &str = "PORTPICK_TEST_CHILD";
 
 /// The tool's holders running now with `pid` as their owner.
 pub fn holders_for(pid: u32) -> usize {
+    holder_pids(pid).len()
+}
+
+/// The pids of the tool's holders running now with `pid` as their owner.
+pub fn holder_pids(pid: u32) -> Vec<u32> {
     let needle = format!("--portpick-internal-holder\0{pid}\0");
     std::fs::read_dir("/proc")
         .into_iter()
@@ -24,7 +29,8 @@ pub fn holders_for(pid: u32) -> usize {
             std::fs::read(e.path().join("cmdline"))
                 .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
         })
-        .count()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 /// Runs child mode `name` of this test binary in a fresh network namespace

@@ -16,8 +16,13 @@
 //! code). The answer is lines: `port N` per port, `warning TEXT` per
 //! warning to show, or `error TEXT` when no port could be picked, then
 //! `end` (an answer cut short, by a crash say, is no answer).
+//!
+//! Once the caller has printed the ports it writes [`PRINTED`] back: a
+//! caller that dies before (a SIGKILL, a ^C) or takes longer than
+//! [`ANSWER_TIMEOUT`] to print has given the ports to nobody, and its
+//! holder, which gets EOF or no word in time, exits and frees them.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -35,8 +40,20 @@ pub const HOLDER_ARG: &str = "--portpick-internal-holder";
 /// picks alone. Far above a holder's few milliseconds, for a loaded host.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The longest answer read: a holder's answer is a few lines.
-const ANSWER_LIMIT: u64 = 64 * 1024;
+/// What the caller writes back once it has printed the ports.
+pub const PRINTED: &[u8] = b"printed\n";
+
+/// Room in an answer for what is not a port: warnings, an error, `end`.
+const ANSWER_ROOM: u64 = 64 * 1024;
+
+/// The longest answer read for `count` ports: a `port N` line per port
+/// (11 bytes at most: `--count 65535` is 704 kB) and [`ANSWER_ROOM`].
+fn answer_limit(count: usize) -> u64 {
+    let line = "port 65535\n".len() as u64;
+    (count as u64)
+        .saturating_mul(line)
+        .saturating_add(ANSWER_ROOM)
+}
 
 /// What the holder said.
 #[derive(Debug, Default)]
@@ -49,13 +66,39 @@ pub struct Answer {
     pub error: Option<String>,
 }
 
+/// A holder that has answered and waits to hear that its ports were
+/// printed.
+#[derive(Debug)]
+pub struct Holder {
+    child: Child,
+    socket: UnixStream,
+}
+
+impl Holder {
+    /// Tells the holder that its ports were printed: it keeps them.
+    ///
+    /// # Errors
+    ///
+    /// The holder has gone (it waited longer than [`ANSWER_TIMEOUT`], or
+    /// was killed): its claims and binds have ended.
+    pub fn printed(self) -> io::Result<()> {
+        (&self.socket).write_all(PRINTED)
+    }
+
+    /// Ends the holder (whose ports then go back), and reaps it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts a holder for `call` and waits (at most [`ANSWER_TIMEOUT`]) for
-/// its answer. The child is returned so that the caller can kill it when
-/// the ports cannot be printed. `Err`: no holder (a process limit, say),
-/// or none that answered; none is left running.
-pub fn start(call: &Call, owner: Option<Owner>) -> io::Result<(Child, Answer)> {
+/// its answer. The holder is returned so that the caller can tell it the
+/// ports were printed, or kill it when they cannot be. `Err`: no holder
+/// (a process limit, say), or none that answered; none is left running.
+pub fn start(call: &Call, owner: Option<Owner>) -> io::Result<(Holder, Answer)> {
     let (ours, theirs) = UnixStream::pair()?;
-    let child = Command::new(this_program()?)
+    let mut child = Command::new(this_program()?)
         .arg0("portpicker")
         .arg(HOLDER_ARG)
         .args(call.holder_args(owner))
@@ -82,10 +125,18 @@ pub fn start(call: &Call, owner: Option<Owner>) -> io::Result<(Child, Answer)> {
         .spawn()?;
     // The Command and its copy of `theirs` are gone: EOF comes when the
     // holder shuts its end down or exits.
-    match read_answer(ours, Instant::now() + ANSWER_TIMEOUT) {
-        Ok(answer) => Ok((child, answer)),
+    let limit = answer_limit(call.want.count());
+    match read_answer(&ours, limit, Instant::now() + ANSWER_TIMEOUT) {
+        Ok(answer) => Ok((
+            Holder {
+                child,
+                socket: ours,
+            },
+            answer,
+        )),
         Err(e) => {
-            kill(child);
+            let _ = child.kill();
+            let _ = child.wait();
             Err(e)
         }
     }
@@ -102,14 +153,8 @@ fn this_program() -> io::Result<std::path::PathBuf> {
     }
 }
 
-/// Ends a holder (whose ports then go back), and reaps it.
-pub fn kill(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn read_answer(socket: UnixStream, deadline: Instant) -> io::Result<Answer> {
-    let mut reader = BufReader::new((&socket).take(ANSWER_LIMIT));
+fn read_answer(socket: &UnixStream, limit: u64, deadline: Instant) -> io::Result<Answer> {
+    let mut reader = BufReader::new(socket.take(limit));
     let mut answer = Answer::default();
     let mut line = String::new();
     loop {

@@ -4,8 +4,8 @@
 //! until BIND_TIMEOUT has passed, and exits. Exiting releases everything:
 //! the kernel drops the claims' names and the bound sockets with us.
 
-use std::io::{self, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use portpick::__private::server::Owner;
 
 use crate::call::Call;
+use crate::holder::{ANSWER_TIMEOUT, PRINTED};
 use crate::owner;
 
 /// How often the holder checks that its owner lives: std has no way to
@@ -47,21 +48,40 @@ pub fn run(args: &[String]) -> ExitCode {
         Err(e) => answer.push_str(&format!("error {e}\n")),
     }
     answer.push_str("end\n");
-    // A caller that has gone cannot print the ports: they go back now.
-    if answer_caller(answer.as_bytes()).is_err() || picked.is_err() {
+    // A caller that has gone, or never says it printed the ports, gave
+    // them to nobody: they go back now.
+    if answer_caller(answer.as_bytes(), picked.is_ok()).is_err() || picked.is_err() {
         return ExitCode::from(1);
     }
     hold(owner, binds, Duration::from_secs_f64(call.bind_timeout));
     ExitCode::SUCCESS
 }
 
-/// Writes `answer` to the caller's socket (our stdout) and shuts it down,
-/// so the caller reads EOF although fd 1 stays open.
-fn answer_caller(answer: &[u8]) -> io::Result<()> {
+/// Writes `answer` to the caller's socket (our stdout) and, when it gives
+/// ports, waits (at most [`ANSWER_TIMEOUT`]) for the caller's word that
+/// they were printed. `Err`: the caller has gone or did not say so in
+/// time. A whole answer may sit in the socket's buffer, so a caller killed
+/// before it printed would otherwise leave us claiming, for PID's life,
+/// ports nobody was told of.
+fn answer_caller(answer: &[u8], has_ports: bool) -> io::Result<()> {
     use std::os::fd::AsFd;
     let socket = UnixStream::from(io::stdout().as_fd().try_clone_to_owned()?);
     (&socket).write_all(answer)?;
-    socket.shutdown(std::net::Shutdown::Both)
+    if !has_ports {
+        return socket.shutdown(Shutdown::Both);
+    }
+    socket.shutdown(Shutdown::Write)?;
+    socket.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+    let mut word = [0; PRINTED.len()];
+    (&socket).read_exact(&mut word)?;
+    if word != PRINTED {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the caller did not say the ports were printed",
+        ));
+    }
+    // Our fd 1 stays open: the caller, and its shell, must see EOF.
+    socket.shutdown(Shutdown::Both)
 }
 
 /// Binds every port on TCP and UDP: on `address`, else on every family

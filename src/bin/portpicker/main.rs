@@ -3,7 +3,7 @@
 //! `--consecutive`. See `--help`.
 
 use std::io::Write;
-use std::process::{Child, ExitCode};
+use std::process::ExitCode;
 
 use portpick::__private::warn;
 use portpick::{DEFAULT_TIMEOUT, PORTSERVER_ADDRESS_ENV};
@@ -127,7 +127,7 @@ fn pick(call: &Call) -> ExitCode {
     };
     if owner.is_some() || call.bind_timeout > 0.0 {
         match holder::start(&rest, owner) {
-            Ok((child, answer)) => return deliver(child, answer, &served),
+            Ok((holder, answer)) => return deliver(holder, answer, &served),
             Err(e) => no_holder(call, left, &e),
         }
     }
@@ -188,24 +188,33 @@ fn from_portserver(call: &Call) -> Vec<u16> {
     served
 }
 
-/// Shows the holder's answer after the portserver's ports; a holder whose
-/// ports cannot be printed is killed, so that its claims and binds end
-/// with us.
-fn deliver(child: Child, answer: holder::Answer, served: &[u16]) -> ExitCode {
+/// Shows the holder's answer after the portserver's ports, and tells the
+/// holder they were printed; a holder whose ports cannot be printed is
+/// killed, so that its claims and binds end with us.
+fn deliver(holder: holder::Holder, answer: holder::Answer, served: &[u16]) -> ExitCode {
     for warning in &answer.warnings {
         warn(format_args!("{warning}"));
     }
     if let Some(e) = answer.error {
         warn(format_args!("portpicker: {e}"));
-        holder::kill(child);
+        holder.kill();
         return ExitCode::from(1);
     }
-    if printed(ports_text(&[served, &answer.ports[..]].concat()).as_bytes()) {
-        ExitCode::SUCCESS
-    } else {
-        holder::kill(child);
-        ExitCode::from(1)
+    if !printed(ports_text(&[served, &answer.ports[..]].concat()).as_bytes()) {
+        holder.kill();
+        return ExitCode::from(1);
     }
+    if let Err(e) = holder.printed() {
+        let ports = match answer.ports.len() {
+            1 => "its port's claim has",
+            _ => "its ports' claims have",
+        };
+        warn(format_args!(
+            "portpicker: warning: the holder gave up before the ports were printed \
+             ({e}): {ports} ended"
+        ));
+    }
+    ExitCode::SUCCESS
 }
 
 fn stats(args: &[String]) -> ExitCode {

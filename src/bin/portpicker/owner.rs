@@ -14,17 +14,17 @@ use portpick::__private::pidns;
 use portpick::__private::server::{presence, Owner, Presence, ProcFs};
 
 /// The process `pid` names now, as our `/proc` knows it. `None`: nobody a
-/// claim could follow (pid 0 or 1, no such process, a kernel thread, no
-/// `/proc`, or a namespace we cannot see into): such a call gets a port
-/// whose claim ends with the call. Pid 1 as for the portserver: it means
-/// the caller's parent has gone (the caller was reparented to init), and a
-/// claim for init's life would never end; a kernel thread never ends
-/// either.
+/// claim could follow (pid 0, the host's pid 1, no such process, a kernel
+/// thread, no `/proc`, or a namespace we cannot see into): such a call
+/// gets a port whose claim ends with the call. The host's init never
+/// ends (and pid 1 there means the caller's parent has gone: the caller
+/// was reparented), nor does a kernel thread; a sandbox's own pid 1 ends
+/// with the sandbox, and is followed, as the portserver does.
 pub fn resolve(pid: u32) -> Option<Owner> {
-    if pid <= 1 {
+    let namespace = pidns::own_namespace().ok()?;
+    if pid == 0 || (pid == 1 && namespace == pidns::INIT_NAMESPACE) {
         return None;
     }
-    let namespace = pidns::own_namespace().ok()?;
     let process = pidns::resolve(namespace, pid).ok()??;
     if process.kernel_thread {
         return None;
