@@ -9,6 +9,7 @@ use crate::protocol::{
     self, NamespacedReply, Request, RequestError, MAX_NAMESPACED_LEN, MAX_REQUEST_LEN,
     NAMESPACED_PREFIX,
 };
+use crate::server::policy::{check_pid, Denial, PID_MAX_LIMIT};
 use crate::server::process::parse_stat;
 use crate::server::ranges::{parse_port_ranges, RangeError};
 use crate::server::state::{format_entry, format_header, parse_state};
@@ -39,13 +40,13 @@ pub fn request(data: &[u8]) {
             assert!(!digits.is_empty() && digits.iter().all(u8::is_ascii_digit));
             assert_eq!(*pid < 0, line.starts_with(b"-") && *pid != 0);
             // The pid check agrees with its rules: 2 up to the limit.
-            match protocol::check_pid(*pid) {
+            match check_pid(*pid) {
                 Ok(ok) => {
-                    assert!((2..protocol::PID_MAX_LIMIT).contains(pid) && i64::from(ok) == *pid)
+                    assert!((2..PID_MAX_LIMIT).contains(pid) && i64::from(ok) == *pid)
                 }
-                Err(protocol::Denial::InvalidPid) => assert!(*pid <= 0),
-                Err(protocol::Denial::Init) => assert_eq!(*pid, 1),
-                Err(protocol::Denial::PidOutOfRange) => assert!(*pid >= protocol::PID_MAX_LIMIT),
+                Err(Denial::InvalidPid) => assert!(*pid <= 0),
+                Err(Denial::Init) => assert_eq!(*pid, 1),
+                Err(Denial::PidOutOfRange) => assert!(*pid >= PID_MAX_LIMIT),
                 Err(other) => panic!("check_pid gave {other:?}"),
             }
             // Written back (as a client would) it parses the same, unless
