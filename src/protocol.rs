@@ -105,10 +105,14 @@ impl fmt::Display for RequestError {
 
 impl std::error::Error for RequestError {}
 
-/// Whether `buf` holds all a request can be: a newline has come, or more
-/// bytes than a request may have. (End of input also completes one.)
-pub fn is_complete(buf: &[u8]) -> bool {
-    buf.len() > max_len(buf) || buf.contains(&b'\n')
+/// How much of a request has come (httparse's way): whether it is whole
+/// and whether it is valid are one answer, so they cannot disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status<T> {
+    /// The request is whole, and this is what it says.
+    Complete(T),
+    /// No newline yet, and no more bytes than a request may have: read on.
+    Partial,
 }
 
 /// The size limit of the request `buf` begins: only the namespaced form
@@ -132,29 +136,45 @@ pub fn format_namespaced_request(namespace: u64, pid: u32) -> Vec<u8> {
     format!("pidns {namespace} {pid}\n").into_bytes()
 }
 
-/// Parses one whole request: what a client sent up to end of input or the
-/// first newline.
+/// Parses what a client has sent so far: [`Status::Partial`] until a
+/// newline comes, the end of input (`at_eof`), or more bytes than a request
+/// may have; then the request, or why it is bad. Bad bytes before the
+/// newline are judged once the line is whole (or too long), so a client is
+/// never answered mid-line.
 ///
 /// ```
-/// use portpick::__private::protocol::{parse_request, Request, RequestError};
-/// assert_eq!(parse_request(b"1234\n"), Ok(Request::Allocate { pid: 1234 }));
-/// assert_eq!(parse_request(b"stats\n"), Ok(Request::Stats));
-/// assert_eq!(parse_request(b"-5"), Ok(Request::Allocate { pid: -5 }));
+/// use portpick::__private::protocol::{parse_request, Request, RequestError, Status};
+/// let whole = |buf: &[u8]| parse_request(buf, true);
+/// assert_eq!(whole(b"1234\n"), Ok(Status::Complete(Request::Allocate { pid: 1234 })));
+/// assert_eq!(whole(b"stats\n"), Ok(Status::Complete(Request::Stats)));
+/// assert_eq!(whole(b"-5"), Ok(Status::Complete(Request::Allocate { pid: -5 })));
 /// assert_eq!(
-///     parse_request(b"pidns 4026532178 7\n"),
-///     Ok(Request::AllocateIn { namespace: 4026532178, pid: 7 })
+///     whole(b"pidns 4026532178 7\n"),
+///     Ok(Status::Complete(Request::AllocateIn { namespace: 4026532178, pid: 7 }))
 /// );
-/// assert_eq!(parse_request(b""), Err(RequestError::Empty));
-/// assert!(parse_request(b"0x10\n").is_err());
+/// assert_eq!(whole(b""), Err(RequestError::Empty));
+/// assert!(whole(b"0x10\n").is_err());
+/// // More may come:
+/// assert_eq!(parse_request(b"12", false), Ok(Status::Partial));
+/// assert_eq!(parse_request(b"0x", false), Ok(Status::Partial));
 /// ```
 ///
 /// # Errors
 ///
 /// A [`RequestError`] saying what is wrong; it never panics.
-pub fn parse_request(buf: &[u8]) -> Result<Request, RequestError> {
+pub fn parse_request(buf: &[u8], at_eof: bool) -> Result<Status<Request>, RequestError> {
     if buf.len() > max_len(buf) {
         return Err(RequestError::TooLong { len: buf.len() });
     }
+    if !at_eof && !buf.contains(&b'\n') {
+        return Ok(Status::Partial);
+    }
+    parse_line(buf).map(Status::Complete)
+}
+
+/// A whole request within its size limit: up to end of input or the first
+/// newline, which must be its last byte.
+fn parse_line(buf: &[u8]) -> Result<Request, RequestError> {
     let line = match buf.iter().position(|&b| b == b'\n') {
         Some(end) if end + 1 != buf.len() => return Err(RequestError::TrailingData),
         Some(end) => &buf[..end],

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::protocol::{self, Request};
+use crate::protocol::{self, Request, RequestError};
 use crate::server::lifecycle::{Core, Shared};
 use crate::server::log::{log, Level};
 use crate::server::policy::{check_pid, Denial};
@@ -86,15 +86,21 @@ impl Shared {
         ]
     }
 
-    /// Answers one whole request on `stream`. A namespaced request is
-    /// always answered (a denial with its reason), so that its client can
-    /// tell our server from one without the extension.
-    pub(super) fn respond(&self, mut stream: UnixStream, request: &[u8]) {
-        let (given, pid, namespace) = match protocol::parse_request(request) {
+    /// Answers one whole request on `stream`, as parsed. A namespaced
+    /// request (`namespaced`: it began so, even if bad) is always answered
+    /// (a denial with its reason), so that its client can tell our server
+    /// from one without the extension.
+    pub(super) fn respond(
+        &self,
+        mut stream: UnixStream,
+        parsed: Result<Request, RequestError>,
+        namespaced: bool,
+    ) {
+        let (given, pid, namespace) = match parsed {
             Err(e) => {
                 self.counters.request_errors.fetch_add(1, Ordering::Relaxed);
                 log!(self.logger, Level::Warning, "Could not parse request: {e}");
-                if protocol::is_namespaced(request) {
+                if namespaced {
                     reply(&mut stream, &protocol::format_denial(&e.to_string()));
                 }
                 return;
