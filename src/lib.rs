@@ -252,10 +252,10 @@ pub mod __private {
     pub mod server {
         pub use crate::limits::parse_open_files_limit;
         pub use crate::server::config::{parse_args, ArgsError, Command, DEFAULT_ADDRESS};
-        pub use crate::server::pool::{
-            allocate_with, Attempt, Pool, PoolStats, Step, MAX_PROBES_PER_REQUEST,
-            OWNER_CHECKS_PER_REQUEST,
-        };
+        #[cfg(feature = "testkit")]
+        pub use crate::server::policy::Denial;
+        #[cfg(feature = "testkit")]
+        pub use crate::server::pool::{Pool, OWNER_CHECKS_PER_REQUEST};
         pub use crate::server::process::{
             parse_stat, presence, Owner, Presence, ProcFs, Process, ProcessTable, StatError,
             PF_KTHREAD,

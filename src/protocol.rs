@@ -3,7 +3,8 @@
 //! nothing. Our extensions: `stats`, and `pidns NS PID` (a pid as a pid
 //! namespace sees it), which is always answered. Pure functions over bytes,
 //! no I/O: the server, the client, the fuzzers and the property tests all
-//! call these.
+//! call these. Which pids get a port is the server's policy
+//! (`server/policy.rs`), not the wire format's.
 
 use std::fmt;
 
@@ -104,10 +105,14 @@ impl fmt::Display for RequestError {
 
 impl std::error::Error for RequestError {}
 
-/// Whether `buf` holds all a request can be: a newline has come, or more
-/// bytes than a request may have. (End of input also completes one.)
-pub fn is_complete(buf: &[u8]) -> bool {
-    buf.len() > max_len(buf) || buf.contains(&b'\n')
+/// How much of a request has come (httparse's way): whether it is whole
+/// and whether it is valid are one answer, so they cannot disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status<T> {
+    /// The request is whole, and this is what it says.
+    Complete(T),
+    /// No newline yet, and no more bytes than a request may have: read on.
+    Partial,
 }
 
 /// The size limit of the request `buf` begins: only the namespaced form
@@ -131,29 +136,45 @@ pub fn format_namespaced_request(namespace: u64, pid: u32) -> Vec<u8> {
     format!("pidns {namespace} {pid}\n").into_bytes()
 }
 
-/// Parses one whole request: what a client sent up to end of input or the
-/// first newline.
+/// Parses what a client has sent so far: [`Status::Partial`] until a
+/// newline comes, the end of input (`at_eof`), or more bytes than a request
+/// may have; then the request, or why it is bad. Bad bytes before the
+/// newline are judged once the line is whole (or too long), so a client is
+/// never answered mid-line.
 ///
 /// ```
-/// use portpick::__private::protocol::{parse_request, Request, RequestError};
-/// assert_eq!(parse_request(b"1234\n"), Ok(Request::Allocate { pid: 1234 }));
-/// assert_eq!(parse_request(b"stats\n"), Ok(Request::Stats));
-/// assert_eq!(parse_request(b"-5"), Ok(Request::Allocate { pid: -5 }));
+/// use portpick::__private::protocol::{parse_request, Request, RequestError, Status};
+/// let whole = |buf: &[u8]| parse_request(buf, true);
+/// assert_eq!(whole(b"1234\n"), Ok(Status::Complete(Request::Allocate { pid: 1234 })));
+/// assert_eq!(whole(b"stats\n"), Ok(Status::Complete(Request::Stats)));
+/// assert_eq!(whole(b"-5"), Ok(Status::Complete(Request::Allocate { pid: -5 })));
 /// assert_eq!(
-///     parse_request(b"pidns 4026532178 7\n"),
-///     Ok(Request::AllocateIn { namespace: 4026532178, pid: 7 })
+///     whole(b"pidns 4026532178 7\n"),
+///     Ok(Status::Complete(Request::AllocateIn { namespace: 4026532178, pid: 7 }))
 /// );
-/// assert_eq!(parse_request(b""), Err(RequestError::Empty));
-/// assert!(parse_request(b"0x10\n").is_err());
+/// assert_eq!(whole(b""), Err(RequestError::Empty));
+/// assert!(whole(b"0x10\n").is_err());
+/// // More may come:
+/// assert_eq!(parse_request(b"12", false), Ok(Status::Partial));
+/// assert_eq!(parse_request(b"0x", false), Ok(Status::Partial));
 /// ```
 ///
 /// # Errors
 ///
 /// A [`RequestError`] saying what is wrong; it never panics.
-pub fn parse_request(buf: &[u8]) -> Result<Request, RequestError> {
+pub fn parse_request(buf: &[u8], at_eof: bool) -> Result<Status<Request>, RequestError> {
     if buf.len() > max_len(buf) {
         return Err(RequestError::TooLong { len: buf.len() });
     }
+    if !at_eof && !buf.contains(&b'\n') {
+        return Ok(Status::Partial);
+    }
+    parse_line(buf).map(Status::Complete)
+}
+
+/// A whole request within its size limit: up to end of input or the first
+/// newline, which must be its last byte.
+fn parse_line(buf: &[u8]) -> Result<Request, RequestError> {
     let line = match buf.iter().position(|&b| b == b'\n') {
         Some(end) if end + 1 != buf.len() => return Err(RequestError::TrailingData),
         Some(end) => &buf[..end],
@@ -215,87 +236,4 @@ fn parse_pid(line: &[u8], offset: usize) -> Result<i64, RequestError> {
         value = value.saturating_mul(10).saturating_add(i64::from(b - b'0'));
     }
     Ok(if negative { -value } else { value })
-}
-
-/// Why a request got no port. The server answers a version-1 request's
-/// denial with a silent close, a namespaced one's with
-/// [`format_denial`]; the reason also goes to its log and its counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Denial {
-    /// Pid 0 or negative.
-    InvalidPid,
-    /// Pid 1: the client was reparented to init and meant its parent.
-    Init,
-    /// Not below [`PID_MAX_LIMIT`].
-    PidOutOfRange,
-    /// No process with that pid runs.
-    NotRunning,
-    /// The owner already holds its quota.
-    Quota {
-        /// How many ports it holds.
-        held: usize,
-    },
-    /// Every port is held or in use outside the server.
-    Exhausted,
-    /// The allocation could not be recorded in the state file.
-    NotPersisted,
-    /// The process table could not tell whether the pid runs (the server
-    /// is out of file descriptors, say).
-    CannotCheck,
-    /// The pid names a kernel thread (a sandbox's low pids do on the host:
-    /// pid 2 is `kthreadd`), which never exits: like pid 1.
-    KernelThread,
-    /// The server cannot tell which process a namespaced request names: it
-    /// may not read the processes of that pid namespace (another user's,
-    /// without privilege, or hidden by `/proc`'s `hidepid`).
-    NamespaceUnknown,
-}
-
-impl fmt::Display for Denial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Denial::InvalidPid => f.write_str("invalid pid"),
-            Denial::Init => f.write_str("pid 1 (init)"),
-            Denial::PidOutOfRange => f.write_str("pid out of range"),
-            Denial::NotRunning => f.write_str("no such process"),
-            Denial::Quota { held } => write!(f, "quota reached ({held} ports held)"),
-            Denial::Exhausted => f.write_str("all ports in use"),
-            Denial::NotPersisted => f.write_str("state file write failed"),
-            Denial::CannotCheck => f.write_str("cannot tell whether the pid runs"),
-            Denial::KernelThread => f.write_str("pid is a kernel thread"),
-            Denial::NamespaceUnknown => f.write_str(
-                "the server cannot see the processes of the client's pid namespace \
-                 (another user's without privilege, or /proc hides them)",
-            ),
-        }
-    }
-}
-
-/// Linux's `PID_MAX_LIMIT` (2^22): `kernel.pid_max` cannot be set above
-/// it, so every pid is below it.
-pub const PID_MAX_LIMIT: i64 = 1 << 22;
-
-/// Checks a requested pid before any system call: 0 and negative are
-/// invalid, 1 is init (the client was reparented and meant its parent), and
-/// no pid reaches [`PID_MAX_LIMIT`].
-///
-/// ```
-/// use portpick::__private::protocol::{check_pid, Denial, PID_MAX_LIMIT};
-/// assert_eq!(check_pid(1234), Ok(1234));
-/// assert_eq!(check_pid(1), Err(Denial::Init));
-/// assert_eq!(check_pid(PID_MAX_LIMIT), Err(Denial::PidOutOfRange));
-/// ```
-///
-/// # Errors
-///
-/// [`Denial::InvalidPid`], [`Denial::Init`] or [`Denial::PidOutOfRange`].
-pub fn check_pid(pid: i64) -> Result<u32, Denial> {
-    match pid {
-        i64::MIN..=0 => Err(Denial::InvalidPid),
-        1 => Err(Denial::Init),
-        p if p >= PID_MAX_LIMIT => Err(Denial::PidOutOfRange),
-        // Below 2^22, so it fits.
-        p => Ok(p as u32),
-    }
 }

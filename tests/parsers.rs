@@ -3,8 +3,8 @@
 //! (properties over random input: tests/kit/tests/parsers.rs).
 
 use portpick::__private::protocol::{
-    format_reply, format_stats, is_complete, parse_reply, parse_request, parse_stats, Request,
-    RequestError, MAX_REQUEST_LEN,
+    format_reply, format_stats, parse_reply, parse_request, parse_stats, Request, RequestError,
+    Status, MAX_REQUEST_LEN,
 };
 use portpick::__private::server::{
     parse_args, parse_port_ranges, parse_stat, parse_state, ArgsError, Command, RangeError,
@@ -13,23 +13,26 @@ use portpick::__private::server::{
 use portpick::server::Level;
 use portpick::PortServerAddress;
 
+/// The request as the server reads it at the end of input.
+fn whole(buf: &[u8]) -> Result<Request, RequestError> {
+    match parse_request(buf, true) {
+        Ok(Status::Complete(request)) => Ok(request),
+        Ok(Status::Partial) => panic!("partial at the end of input"),
+        Err(e) => Err(e),
+    }
+}
+
 #[test]
 fn requests_python_clients_send() {
-    assert_eq!(
-        parse_request(b"4242\n"),
-        Ok(Request::Allocate { pid: 4242 })
-    );
-    assert_eq!(parse_request(b"4242"), Ok(Request::Allocate { pid: 4242 }));
-    assert_eq!(
-        parse_request(b"4242\r\n"),
-        Ok(Request::Allocate { pid: 4242 })
-    );
-    assert_eq!(parse_request(b"stats\n"), Ok(Request::Stats));
+    assert_eq!(whole(b"4242\n"), Ok(Request::Allocate { pid: 4242 }));
+    assert_eq!(whole(b"4242"), Ok(Request::Allocate { pid: 4242 }));
+    assert_eq!(whole(b"4242\r\n"), Ok(Request::Allocate { pid: 4242 }));
+    assert_eq!(whole(b"stats\n"), Ok(Request::Stats));
     // Denied later, not malformed: Python parses these as numbers too.
-    assert_eq!(parse_request(b"0\n"), Ok(Request::Allocate { pid: 0 }));
-    assert_eq!(parse_request(b"-7\n"), Ok(Request::Allocate { pid: -7 }));
+    assert_eq!(whole(b"0\n"), Ok(Request::Allocate { pid: 0 }));
+    assert_eq!(whole(b"-7\n"), Ok(Request::Allocate { pid: -7 }));
     assert_eq!(
-        parse_request(b"99999999999999999999"),
+        whole(b"99999999999999999999"),
         Ok(Request::Allocate { pid: i64::MAX })
     );
 }
@@ -51,7 +54,7 @@ fn malformed_requests_are_refused_with_a_reason() {
         (b"stats", RequestError::InvalidByte { byte: b's', at: 0 }),
     ];
     for (input, want) in bad {
-        let got = parse_request(input);
+        let got = whole(input);
         if *input == b"stats" {
             // Without its newline `stats` is still the stats word.
             assert_eq!(got, Ok(Request::Stats));
@@ -69,10 +72,21 @@ fn malformed_requests_are_refused_with_a_reason() {
 
 #[test]
 fn completeness_follows_newline_or_size() {
-    assert!(!is_complete(b"12"));
-    assert!(is_complete(b"12\n"));
-    assert!(is_complete(&[b'1'; MAX_REQUEST_LEN + 1]));
-    assert!(!is_complete(&[b'1'; MAX_REQUEST_LEN]));
+    let open = |buf: &[u8]| parse_request(buf, false);
+    assert_eq!(open(b"12"), Ok(Status::Partial));
+    assert_eq!(
+        open(b"12\n"),
+        Ok(Status::Complete(Request::Allocate { pid: 12 }))
+    );
+    assert_eq!(
+        open(&[b'1'; MAX_REQUEST_LEN + 1]),
+        Err(RequestError::TooLong {
+            len: MAX_REQUEST_LEN + 1
+        })
+    );
+    assert_eq!(open(&[b'1'; MAX_REQUEST_LEN]), Ok(Status::Partial));
+    // Bad bytes wait for the line's end, as a good request would.
+    assert_eq!(open(b"0x"), Ok(Status::Partial));
 }
 
 #[test]

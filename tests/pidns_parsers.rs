@@ -3,8 +3,17 @@
 //! the `NSpid` line of `/proc/PID/status`.
 
 use portpick::__private::pidns::{parse_nspid, NsPid};
-use portpick::__private::protocol::{is_complete, parse_request, Request, RequestError};
+use portpick::__private::protocol::{parse_request, Request, RequestError, Status};
 use portpick::__private::server::{parse_stat, StatError};
+
+/// The request as the server reads it at the end of input.
+fn whole(buf: &[u8]) -> Result<Request, RequestError> {
+    match parse_request(buf, true) {
+        Ok(Status::Complete(request)) => Ok(request),
+        Ok(Status::Partial) => panic!("partial at the end of input"),
+        Err(e) => Err(e),
+    }
+}
 
 #[test]
 fn namespaced_requests() {
@@ -58,22 +67,22 @@ fn namespaced_requests() {
         ),
         (b"pidns 4026532178 7\n8", Err(RequestError::TrailingData)),
     ] {
-        assert_eq!(
-            parse_request(text),
-            want,
-            "{:?}",
-            String::from_utf8_lossy(text)
-        );
+        assert_eq!(whole(text), want, "{:?}", String::from_utf8_lossy(text));
     }
     // Only the namespaced form may pass Python's 20 bytes.
     let long = b"pidns 4026532178 4194303 and a good deal more than allowed\n";
     assert!(long.len() > MAX_NAMESPACED_LEN);
+    assert_eq!(whole(long), Err(RequestError::TooLong { len: long.len() }));
     assert_eq!(
-        parse_request(long),
-        Err(RequestError::TooLong { len: long.len() })
+        parse_request(b"pidns 4026532178 419", false),
+        Ok(Status::Partial)
     );
-    assert!(!is_complete(b"pidns 4026532178 419"));
-    assert!(is_complete(&long[..MAX_NAMESPACED_LEN + 1]));
+    assert_eq!(
+        parse_request(&long[..MAX_NAMESPACED_LEN + 1], false),
+        Err(RequestError::TooLong {
+            len: MAX_NAMESPACED_LEN + 1
+        })
+    );
 }
 
 #[test]

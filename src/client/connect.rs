@@ -1,7 +1,7 @@
 //! The bounded connect: a unix connect to a server whose listen queue is
-//! full blocks with no limit std lets us set, so it runs on a helper thread
-//! and the caller waits for it at most its timeout. Helpers are reused, and
-//! a wedged server can hold only a few of them.
+//! full blocks with no limit std lets us set, so it runs on a connect thread
+//! and the caller waits for it at most its timeout. Connect threads are
+//! reused, and a wedged server can hold only a few of them.
 
 use std::io;
 use std::os::unix::net::{SocketAddr, UnixStream};
@@ -12,23 +12,23 @@ use std::time::Duration;
 
 use crate::sync::lock;
 
-/// Per server address, the connects in progress on helper threads (one
+/// Per server address, the connects in progress on connect threads (one
 /// stuck on a server that stopped accepting ends only when that server
 /// accepts, refuses or goes away). A handful of entries at most.
 static CONNECTS: Mutex<Vec<(String, usize)>> = Mutex::new(Vec::new());
 
-/// At most this many helper threads are connecting to one server at once;
+/// At most this many connect threads are connecting to one server at once;
 /// past it a client of that server gives up at once (its server is wedged)
 /// rather than pile up threads. Other servers are not affected.
 const MAX_CONNECTS: usize = 8;
 
-/// Helper threads waiting for a connect to make: `(process, helper id,
+/// Connect threads waiting for a connect to make: `(process, thread id,
 /// sender)`. A thread costs more to start than a whole exchange, so they
 /// are kept.
 static IDLE: Mutex<Vec<(u32, u64, mpsc::Sender<Job>)>> = Mutex::new(Vec::new());
-static HELPER_IDS: AtomicU64 = AtomicU64::new(0);
+static THREAD_IDS: AtomicU64 = AtomicU64::new(0);
 
-/// Idle helper threads kept at most, and for how long.
+/// Idle connect threads kept at most, and for how long.
 const MAX_IDLE: usize = 2;
 const IDLE_FOR: Duration = Duration::from_secs(5);
 
@@ -70,9 +70,9 @@ fn leave(address: &str) {
     }
 }
 
-/// A helper thread: makes the connects it is sent, offering itself as idle
+/// A connect thread: makes the connects it is sent, offering itself as idle
 /// after each, and ends when not needed.
-fn helper(id: u64, jobs: mpsc::Receiver<Job>, me: mpsc::Sender<Job>) {
+fn connect_thread(id: u64, jobs: mpsc::Receiver<Job>, me: mpsc::Sender<Job>) {
     loop {
         let job = match jobs.recv_timeout(IDLE_FOR) {
             Ok(job) => job,
@@ -109,8 +109,8 @@ fn helper(id: u64, jobs: mpsc::Receiver<Job>, me: mpsc::Sender<Job>) {
 /// full (a server that stopped accepting: SIGSTOP, a stuck loop) it blocks
 /// until there is room, with no limit std lets us set (the socket's send
 /// timeout would bound it, but std connects before it can be set; Python's
-/// client hangs there too). So the connect runs on a helper thread and the
-/// caller waits for it at most `timeout`; a helper that is still stuck then
+/// client hangs there too). So the connect runs on a connect thread and the
+/// caller waits for it at most `timeout`; a connect thread still stuck then
 /// finishes on its own, and the stream it may get is dropped.
 pub(super) fn connect_within(address: &str, addr: SocketAddr, timeout: Duration) -> Connected {
     if !enter(address) {
@@ -126,8 +126,8 @@ pub(super) fn connect_within(address: &str, addr: SocketAddr, timeout: Duration)
     loop {
         let idle = lock(&IDLE).pop();
         match idle {
-            // A helper of this process (not of the one we were forked
-            // from, whose threads are not here).
+            // A connect thread of this process (not of the one we were
+            // forked from, whose threads are not here).
             Some((owner, _, tx)) if owner == pid => match tx.send(job) {
                 Ok(()) => break,
                 // It ended meanwhile: try the next.
@@ -136,13 +136,13 @@ pub(super) fn connect_within(address: &str, addr: SocketAddr, timeout: Duration)
             Some(_) => {}
             None => {
                 let (tx, rx) = mpsc::channel();
-                let id = HELPER_IDS.fetch_add(1, Ordering::Relaxed);
+                let id = THREAD_IDS.fetch_add(1, Ordering::Relaxed);
                 // Cannot fail: `rx` is alive.
                 let _ = tx.send(job);
                 let spawned = thread::Builder::new()
                     .name("portpick-connect".to_string())
                     .stack_size(64 * 1024)
-                    .spawn(move || helper(id, rx, tx));
+                    .spawn(move || connect_thread(id, rx, tx));
                 if let Err(e) = spawned {
                     leave(address);
                     return Connected::Failed(e);
@@ -155,8 +155,8 @@ pub(super) fn connect_within(address: &str, addr: SocketAddr, timeout: Duration)
         Ok(Ok(stream)) => Connected::Yes(stream),
         Ok(Err(e)) => Connected::Failed(e),
         Err(mpsc::RecvTimeoutError::Timeout) => Connected::NotInTime,
-        // The helper ended without an answer: not expected (a connect does
-        // not panic), but not a reason to wait.
+        // The connect thread ended without an answer: not expected (a
+        // connect does not panic), but not a reason to wait.
         Err(mpsc::RecvTimeoutError::Disconnected) => Connected::Failed(io::Error::new(
             io::ErrorKind::BrokenPipe,
             "the connecting thread ended",

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::protocol::{self, MAX_NAMESPACED_LEN};
+use crate::protocol::{self, Request, RequestError, Status, MAX_NAMESPACED_LEN};
 use crate::server::lifecycle::Shared;
 use crate::server::log::{log, Level};
 
@@ -29,8 +29,8 @@ pub(super) struct Pending {
 }
 
 enum ReadState {
-    /// The request is whole (or the client finished sending).
-    Done,
+    /// The request is whole (or the client finished sending): what it says.
+    Done(Result<Request, RequestError>),
     /// More may come.
     Waiting,
     /// The connection failed.
@@ -50,20 +50,38 @@ impl Pending {
         }
     }
 
-    /// Reads what is there without blocking.
+    /// Reads what is there without blocking, until the parser has its
+    /// answer. The buffer never fills: one byte over the longest request is
+    /// an answer ([`RequestError::TooLong`]).
     fn poll(&mut self) -> ReadState {
         loop {
-            if protocol::is_complete(&self.buf[..self.len]) {
-                return ReadState::Done;
-            }
-            match self.stream.read(&mut self.buf[self.len..]) {
-                Ok(0) => return ReadState::Done,
-                Ok(n) => self.len += n,
+            let at_eof = match self.stream.read(&mut self.buf[self.len..]) {
+                Ok(0) => true,
+                Ok(n) => {
+                    self.len += n;
+                    false
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadState::Waiting,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return ReadState::Failed,
+            };
+            match protocol::parse_request(self.request(), at_eof) {
+                Ok(Status::Partial) => {}
+                Ok(Status::Complete(request)) => return ReadState::Done(Ok(request)),
+                Err(e) => return ReadState::Done(Err(e)),
             }
         }
+    }
+
+    /// The bytes received so far.
+    fn request(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Answers the whole request.
+    fn respond(self, shared: &Shared, parsed: Result<Request, RequestError>) {
+        let namespaced = protocol::is_namespaced(self.request());
+        shared.respond(self.stream, parsed, namespaced);
     }
 }
 
@@ -106,8 +124,8 @@ pub(super) fn accept_loop(shared: &Shared, listener: &UnixListener, slow: &mpsc:
         let spin_until = Instant::now() + Duration::from_micros(30);
         loop {
             match pending.poll() {
-                ReadState::Done => {
-                    shared.respond(pending.stream, &pending.buf[..pending.len]);
+                ReadState::Done(parsed) => {
+                    pending.respond(shared, parsed);
                     break;
                 }
                 ReadState::Failed => break,
@@ -187,9 +205,9 @@ pub(super) fn slow_lane(shared: &Shared, incoming: &mpsc::Receiver<Pending>) {
                     p.backoff = (p.backoff * 2).min(Duration::from_millis(10));
                     i += 1;
                 }
-                ReadState::Done => {
+                ReadState::Done(parsed) => {
                     if let Some(p) = waiting.remove(i) {
-                        shared.respond(p.stream, &p.buf[..p.len]);
+                        p.respond(shared, parsed);
                     }
                 }
                 ReadState::Failed => {

@@ -7,10 +7,11 @@
 //!    `lifecycle`, which also reads the journal back through `restore`);
 //! 2. `accept`: an acceptor thread takes the connection and reads the
 //!    request, or hands a slow client to the slow lane;
-//! 3. `respond`: the request is parsed (`crate::protocol`), the pid checked,
-//!    its start time read from the process table (`process`);
-//! 4. `pool`: a free port is taken out of the queue, probed without the
-//!    lock, and given (or the next one tried, or the request denied);
+//! 3. `respond`: the request is parsed (`crate::protocol`), the pid checked
+//!    (`policy`), its start time read from the process table (`process`);
+//! 4. `pool`: `allocate_shared` locks the core, takes a free port out of
+//!    the queue, probes it without the lock, and locks again to give it (or
+//!    try the next one, or deny the request);
 //! 5. `state`: the allocation is journaled and synced;
 //! 6. `respond`: `PORT\n` is written and the connection closed; a denial
 //!    closes it without a word and is counted and logged.
@@ -32,6 +33,7 @@ mod error;
 mod lifecycle;
 mod listen;
 pub(crate) mod log;
+pub(crate) mod policy;
 pub(crate) mod pool;
 pub(crate) mod process;
 pub(crate) mod ranges;

@@ -6,10 +6,11 @@ use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::protocol::{self, Denial, Request};
+use crate::protocol::{self, Request, RequestError};
 use crate::server::lifecycle::{Core, Shared};
 use crate::server::log::{log, Level};
-use crate::server::pool::{allocate_with, Pool};
+use crate::server::policy::{check_pid, Denial};
+use crate::server::pool::{allocate_shared, Pool};
 use crate::server::process::{Owner, Process};
 use crate::sync::lock;
 
@@ -29,20 +30,11 @@ pub(super) struct Counters {
     pub(super) owner_check_errors: AtomicU64,
 }
 
-/// The pool, reached through the server's lock (the journal stays locked
-/// with it, for the step after the port is given).
-struct PoolGuard<'a>(std::sync::MutexGuard<'a, Core>);
-
-impl std::ops::Deref for PoolGuard<'_> {
-    type Target = Pool;
-    fn deref(&self) -> &Pool {
-        &self.0.pool
-    }
-}
-
-impl std::ops::DerefMut for PoolGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Pool {
-        &mut self.0.pool
+/// An allocation locks the server's whole core, not the pool alone: the
+/// journal stays locked with the pool for the step after the port is given.
+impl AsMut<Pool> for Core {
+    fn as_mut(&mut self) -> &mut Pool {
+        &mut self.pool
     }
 }
 
@@ -94,15 +86,21 @@ impl Shared {
         ]
     }
 
-    /// Answers one whole request on `stream`. A namespaced request is
-    /// always answered (a denial with its reason), so that its client can
-    /// tell our server from one without the extension.
-    pub(super) fn respond(&self, mut stream: UnixStream, request: &[u8]) {
-        let (given, pid, namespace) = match protocol::parse_request(request) {
+    /// Answers one whole request on `stream`, as parsed. A namespaced
+    /// request (`namespaced`: it began so, even if bad) is always answered
+    /// (a denial with its reason), so that its client can tell our server
+    /// from one without the extension.
+    pub(super) fn respond(
+        &self,
+        mut stream: UnixStream,
+        parsed: Result<Request, RequestError>,
+        namespaced: bool,
+    ) {
+        let (given, pid, namespace) = match parsed {
             Err(e) => {
                 self.counters.request_errors.fetch_add(1, Ordering::Relaxed);
                 log!(self.logger, Level::Warning, "Could not parse request: {e}");
-                if protocol::is_namespaced(request) {
+                if namespaced {
                     reply(&mut stream, &protocol::format_denial(&e.to_string()));
                 }
                 return;
@@ -135,7 +133,7 @@ impl Shared {
     /// Gives `pid` (of our `/proc`) a port, unless it is pid 1, a kernel
     /// thread, or not running.
     fn allocate(&self, pid: i64) -> Result<(u16, Owner), Denial> {
-        let pid = protocol::check_pid(pid)?;
+        let pid = check_pid(pid)?;
         let process = match self.processes.process(pid) {
             Ok(Some(process)) => process,
             Ok(None) => return Err(Denial::NotRunning),
@@ -150,7 +148,7 @@ impl Shared {
     /// namespaces shift it). Pid 1 is allowed: a sandbox's init ends with
     /// the sandbox, unlike the host's.
     fn allocate_in(&self, namespace: u64, pid: i64) -> Result<(u16, Owner), Denial> {
-        let pid = match protocol::check_pid(pid) {
+        let pid = match check_pid(pid) {
             Err(Denial::Init) => 1,
             checked => checked?,
         };
@@ -181,17 +179,12 @@ impl Shared {
             pid: process.pid,
             start_time: process.start_time,
         };
-        let (port, mut core) = allocate_with(
-            || PoolGuard(lock(&self.core)),
-            owner,
-            &*self.prober,
-            &*self.processes,
-        )?;
+        let (port, mut core) = allocate_shared(&self.core, owner, &*self.prober, &*self.processes)?;
         let Core {
             pool,
             journal,
             outside,
-        } = &mut *core.0;
+        } = &mut *core;
         if let Some(journal) = journal {
             if let Err(e) = journal.append(port, owner) {
                 pool.release_port(port, owner);

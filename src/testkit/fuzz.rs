@@ -6,20 +6,21 @@
 //! and not only crashes.
 
 use crate::protocol::{
-    self, NamespacedReply, Request, RequestError, MAX_NAMESPACED_LEN, MAX_REQUEST_LEN,
+    self, NamespacedReply, Request, RequestError, Status, MAX_NAMESPACED_LEN, MAX_REQUEST_LEN,
     NAMESPACED_PREFIX,
 };
+use crate::server::policy::{check_pid, Denial, PID_MAX_LIMIT};
 use crate::server::process::parse_stat;
 use crate::server::ranges::{parse_port_ranges, RangeError};
 use crate::server::state::{format_entry, format_header, parse_state};
 use crate::testkit::pool_model::{PoolHarness, PoolOp};
 
 /// The wire-protocol request parser (and the reply and stats parsers):
-/// never panics, accepts only what the protocol allows, agrees with
-/// [`protocol::is_complete`], and what it accepts reads back the same when
-/// written out again.
+/// never panics, accepts only what the protocol allows, no network split
+/// changes a request, and what it accepts reads back the same when written
+/// out again.
 pub fn request(data: &[u8]) {
-    let parsed = protocol::parse_request(data);
+    let parsed = whole(data);
     let namespaced = data.starts_with(NAMESPACED_PREFIX);
     assert_eq!(protocol::is_namespaced(data), namespaced);
     let limit = if namespaced {
@@ -39,23 +40,20 @@ pub fn request(data: &[u8]) {
             assert!(!digits.is_empty() && digits.iter().all(u8::is_ascii_digit));
             assert_eq!(*pid < 0, line.starts_with(b"-") && *pid != 0);
             // The pid check agrees with its rules: 2 up to the limit.
-            match protocol::check_pid(*pid) {
+            match check_pid(*pid) {
                 Ok(ok) => {
-                    assert!((2..protocol::PID_MAX_LIMIT).contains(pid) && i64::from(ok) == *pid)
+                    assert!((2..PID_MAX_LIMIT).contains(pid) && i64::from(ok) == *pid)
                 }
-                Err(protocol::Denial::InvalidPid) => assert!(*pid <= 0),
-                Err(protocol::Denial::Init) => assert_eq!(*pid, 1),
-                Err(protocol::Denial::PidOutOfRange) => assert!(*pid >= protocol::PID_MAX_LIMIT),
+                Err(Denial::InvalidPid) => assert!(*pid <= 0),
+                Err(Denial::Init) => assert_eq!(*pid, 1),
+                Err(Denial::PidOutOfRange) => assert!(*pid >= PID_MAX_LIMIT),
                 Err(other) => panic!("check_pid gave {other:?}"),
             }
             // Written back (as a client would) it parses the same, unless
             // it saturated or no longer fits.
             let again = format!("{pid}\n");
             if pid.unsigned_abs() < i64::MAX.unsigned_abs() && again.len() <= MAX_REQUEST_LEN {
-                assert_eq!(
-                    protocol::parse_request(again.as_bytes()),
-                    Ok(Request::Allocate { pid: *pid })
-                );
+                assert_eq!(whole(again.as_bytes()), Ok(Request::Allocate { pid: *pid }));
             }
         }
         Ok(Request::AllocateIn { namespace, pid }) => namespaced_request(data, *namespace, *pid),
@@ -77,17 +75,39 @@ pub fn request(data: &[u8]) {
         }
         Err(e) => assert!(!e.to_string().is_empty()),
     }
-    // The server stops reading at the first complete prefix (or end of
-    // input): an accepted request must be complete only at its end, so the
-    // server reads all of it however the network splits it.
-    let complete_at = (1..=data.len()).find(|&n| protocol::is_complete(&data[..n]));
-    if parsed.is_ok() {
-        if let Some(n) = complete_at {
-            assert_eq!(n, data.len(), "accepted request complete before its end");
-        }
-    }
+    splits(data, &parsed);
 
     replies(data);
+}
+
+/// What the server reads: the parse of `data` as a whole (end of input).
+fn whole(data: &[u8]) -> Result<Request, RequestError> {
+    match protocol::parse_request(data, true) {
+        Ok(Status::Complete(request)) => Ok(request),
+        Ok(Status::Partial) => panic!("partial at the end of input"),
+        Err(e) => Err(e),
+    }
+}
+
+/// The server reads until the parser stops saying [`Status::Partial`] (or
+/// the end of input): an accepted request is partial at every shorter
+/// prefix, so the server reads all of it however the network splits it;
+/// and what the parser says before the end of input, it says at the end.
+fn splits(data: &[u8], parsed: &Result<Request, RequestError>) {
+    let open = protocol::parse_request(data, false);
+    match &open {
+        Ok(Status::Partial) => assert!(!data.contains(&b'\n')),
+        Ok(Status::Complete(request)) => assert_eq!(parsed, &Ok(*request)),
+        Err(e) => assert_eq!(parsed, &Err(e.clone())),
+    }
+    if parsed.is_ok() {
+        let answered_at = (1..data.len())
+            .find(|&n| protocol::parse_request(&data[..n], false) != Ok(Status::Partial));
+        assert_eq!(
+            answered_at, None,
+            "accepted request answered before its end"
+        );
+    }
 }
 
 /// The reply and stats parsers on the same bytes: what they accept reads
@@ -122,7 +142,7 @@ fn namespaced_request(data: &[u8], namespace: u64, pid: i64) {
     if let Ok(pid) = u32::try_from(pid) {
         let again = protocol::format_namespaced_request(namespace, pid);
         assert_eq!(
-            protocol::parse_request(&again),
+            whole(&again),
             Ok(Request::AllocateIn {
                 namespace,
                 pid: i64::from(pid)

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::protocol::Denial;
+use crate::server::policy::Denial;
 use crate::server::pool::{Attempt, Pool, Step, MAX_PROBES_PER_REQUEST};
 use crate::server::process::{presence, Owner, Presence};
 use crate::testkit::fakes::{FakeProber, FakeProcesses};

@@ -1,12 +1,15 @@
 //! An allocation as a value: [`Pool::begin`] takes a candidate port out of
 //! the queue, the caller probes it (without the pool's lock), and
 //! [`Pool::finish`] gives it, moves on to the next candidate, or denies.
-//! [`allocate_with`] is the one loop that drives them.
+//! [`allocate_shared`] is the one loop that drives them.
+
+use std::sync::{Mutex, MutexGuard};
 
 use crate::probe::Prober;
-use crate::protocol::Denial;
+use crate::server::policy::Denial;
 use crate::server::pool::{Pool, FREE, MAX_PROBES_PER_REQUEST, OWNER_CHECKS_PER_REQUEST, PROBING};
 use crate::server::process::{Owner, ProcessTable};
+use crate::sync::lock;
 
 /// An allocation in progress: a candidate port taken out of the queue for
 /// an owner, waiting to be probed. Made by [`Pool::begin`], consumed by
@@ -29,6 +32,7 @@ impl Attempt {
     }
 
     /// Who the port is for.
+    #[cfg(feature = "testkit")]
     pub fn owner(&self) -> Owner {
         self.owner
     }
@@ -45,31 +49,38 @@ pub enum Step {
     Denied(Denial),
 }
 
-/// Runs one allocation to its end: [`Pool::begin`], then probe and
-/// [`Pool::finish`] until a port is given or denied. `lock` gives the pool;
-/// the guard is dropped around each probe (two binds, most of an
-/// allocation's cost), so server threads probe in parallel, and the guard
-/// of the last step is returned with the port, so whatever must happen
-/// under the same lock (the journal) does.
+/// Runs one allocation to its end on the pool inside `shared` (the
+/// server's core, or a lone pool): lock, [`Pool::begin`], unlock, probe,
+/// lock, [`Pool::finish`], until a port is given or denied. The lock is not
+/// held across the probe (two binds, most of an allocation's cost), so
+/// server threads probe in parallel; the guard of the last step comes back
+/// with the port, so whatever must happen under the same lock (the journal)
+/// does.
 ///
 /// # Errors
 ///
 /// The [`Denial`] of the pool.
-pub fn allocate_with<G: std::ops::DerefMut<Target = Pool>>(
-    mut lock: impl FnMut() -> G,
+pub fn allocate_shared<'a, T: AsMut<Pool>>(
+    shared: &'a Mutex<T>,
     owner: Owner,
     prober: &dyn Prober,
     processes: &dyn ProcessTable,
-) -> Result<(u16, G), Denial> {
-    let mut attempt = lock().begin(owner, processes)?;
+) -> Result<(u16, MutexGuard<'a, T>), Denial> {
+    let mut attempt = lock(shared).as_mut().begin(owner, processes)?;
     loop {
         let is_free = prober.is_port_free(attempt.port());
-        let mut pool = lock();
-        match pool.finish(attempt, is_free, processes) {
-            Step::Given(port) => return Ok((port, pool)),
+        let mut guard = lock(shared);
+        match guard.as_mut().finish(attempt, is_free, processes) {
+            Step::Given(port) => return Ok((port, guard)),
             Step::Retry(next) => attempt = next,
             Step::Denied(denial) => return Err(denial),
         }
+    }
+}
+
+impl AsMut<Pool> for Pool {
+    fn as_mut(&mut self) -> &mut Pool {
+        self
     }
 }
 

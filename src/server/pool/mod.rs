@@ -13,12 +13,13 @@
 use std::collections::{HashMap, VecDeque};
 
 mod attempt;
+#[cfg(feature = "testkit")]
 mod check;
 
-pub use attempt::{allocate_with, Attempt, Step};
+pub use attempt::allocate_shared;
+#[cfg(feature = "testkit")]
+pub use attempt::{Attempt, Step};
 
-use crate::probe::Prober;
-use crate::protocol::Denial;
 use crate::server::process::{presence, Owner, Presence, ProcessTable};
 
 /// At most this many owners are checked for liveness in one allocation
@@ -75,6 +76,7 @@ pub struct Pool {
     slot_of: Vec<u32>,
     /// The managed ports, for `check_invariants` (which must not cost a
     /// scan of all 65,536 slots: the fuzzer calls it after every step).
+    #[cfg(feature = "testkit")]
     managed: Vec<u16>,
     free: VecDeque<u16>,
     /// Ports taken out of the queue to be probed without the pool's lock
@@ -110,6 +112,7 @@ impl Pool {
         };
         Pool {
             slot_of,
+            #[cfg(feature = "testkit")]
             managed: free.iter().copied().collect(),
             free,
             probing: Vec::new(),
@@ -121,26 +124,23 @@ impl Pool {
         }
     }
 
-    /// [`allocate_with`] on this pool: hands `owner` the first free port the
-    /// prober finds free on TCP and UDP.
+    /// For the test kit: [`allocate_shared`] on this pool alone: hands `owner` the first free
+    /// port the prober finds free on TCP and UDP.
     ///
     /// # Errors
     ///
-    /// [`Denial::Quota`] or [`Denial::Exhausted`].
+    /// [`Denial::Quota`](crate::server::policy::Denial::Quota) or
+    /// [`Denial::Exhausted`](crate::server::policy::Denial::Exhausted).
+    #[cfg(feature = "testkit")]
     pub fn allocate(
         &mut self,
         owner: Owner,
-        prober: &dyn Prober,
+        prober: &dyn crate::probe::Prober,
         processes: &dyn ProcessTable,
-    ) -> Result<u16, Denial> {
-        let cell = std::cell::RefCell::new(self);
-        allocate_with(
-            || std::cell::RefMut::map(cell.borrow_mut(), |pool| &mut **pool),
-            owner,
-            prober,
-            processes,
-        )
-        .map(|(port, _)| port)
+    ) -> Result<u16, crate::server::policy::Denial> {
+        let alone = std::sync::Mutex::new(self);
+        let given = allocate_shared(&alone, owner, prober, processes);
+        given.map(|(port, _)| port)
     }
 
     fn assign(&mut self, port: u16, owner: Owner) {
@@ -261,6 +261,7 @@ impl Pool {
     }
 
     /// The owner of `port`, if held.
+    #[cfg(feature = "testkit")]
     pub fn owner_of(&self, port: u16) -> Option<Owner> {
         match self.slot_of[port as usize] {
             FREE | UNMANAGED | PROBING => None,

@@ -2,10 +2,20 @@
 //! accept reads back the same (examples: the root's tests/parsers.rs).
 
 use portpick::__private::protocol::{
-    format_reply, parse_reply, parse_request, parse_stats, Request, RequestError, MAX_REQUEST_LEN,
+    format_reply, parse_reply, parse_request, parse_stats, Request, RequestError, Status,
+    MAX_REQUEST_LEN,
 };
 use portpick::__private::server::{parse_port_ranges, parse_stat, parse_state};
 use proptest::prelude::*;
+
+/// The request as the server reads it at the end of input.
+fn whole(buf: &[u8]) -> Result<Request, RequestError> {
+    match parse_request(buf, true) {
+        Ok(Status::Complete(request)) => Ok(request),
+        Ok(Status::Partial) => panic!("partial at the end of input"),
+        Err(e) => Err(e),
+    }
+}
 
 fn config() -> ProptestConfig {
     ProptestConfig {
@@ -20,7 +30,7 @@ proptest! {
 
     #[test]
     fn any_request_bytes_parse_without_panic(data in proptest::collection::vec(any::<u8>(), 0..40)) {
-        match parse_request(&data) {
+        match whole(&data) {
             Ok(Request::Allocate { pid }) => {
                 prop_assert!(data.len() <= MAX_REQUEST_LEN);
                 // Only digits, an optional leading minus and a line end.
@@ -44,9 +54,9 @@ proptest! {
         let mut line = pid.to_string().into_bytes();
         line.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
         if line.len() <= MAX_REQUEST_LEN {
-            prop_assert_eq!(parse_request(&line), Ok(Request::Allocate { pid }));
+            prop_assert_eq!(whole(&line), Ok(Request::Allocate { pid }));
         } else {
-            prop_assert_eq!(parse_request(&line), Err(RequestError::TooLong { len: line.len() }));
+            prop_assert_eq!(whole(&line), Err(RequestError::TooLong { len: line.len() }));
         }
     }
 

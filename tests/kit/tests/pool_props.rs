@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 
 use portpick::__private::fakes::{FakeProber, FakeProcesses};
 use portpick::__private::pool_model::{PoolHarness, PoolOp, Releaser, PIDS};
-use portpick::__private::protocol::Denial;
-use portpick::__private::server::{Owner, Pool, OWNER_CHECKS_PER_REQUEST};
+use portpick::__private::server::{Denial, Owner, Pool, OWNER_CHECKS_PER_REQUEST};
 use proptest::prelude::*;
 
 const PORTS: u16 = 12;
