@@ -1,8 +1,8 @@
 //! `Picker`: the in-process bookkeeping of Python's portpicker (reserved,
 //! owned and randomly picked ports), on any `Prober`, its options, and the
 //! choice of source. The local pick is in `local`, blocks and several ports
-//! in `block`, bound listeners in `listen`; cross-process claims of locally
-//! picked ports in `claim.rs`.
+//! in `block`, bound listeners in `listen`, the portserver asked in
+//! `served`; cross-process claims of locally picked ports in `claim.rs`.
 
 mod block;
 mod error;
@@ -10,25 +10,22 @@ mod guard;
 mod listen;
 mod local;
 mod options;
+mod served;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::claim::{ClaimPrefix, PortClaim};
-use crate::client::{self, PortServerError};
+use crate::client;
 use crate::probe::{Prober, SocketProber};
 use crate::rand::Rng;
 use crate::sync::lock;
 
 pub use error::{NoFreePortError, NoFreePortReason};
 pub use guard::PortGuard;
-
-/// How many ports a portserver may give that this picker already handed
-/// out, before the picker stops asking it.
-const SERVER_REPEATS: usize = 3;
 
 /// The environment variable naming the portserver to ask first.
 pub const PORTSERVER_ADDRESS_ENV: &str = "PORTSERVER_ADDRESS";
@@ -253,25 +250,8 @@ impl<P: Prober> Picker<P> {
         if let Some(port) = self.take_reserved() {
             return Ok((port, Source::Reserved));
         }
-        let configured = match &self.portserver {
-            Some(address) => address.clone(),
-            None => std::env::var(PORTSERVER_ADDRESS_ENV).ok(),
-        };
-        let addresses = [portserver_address, configured.as_deref()];
-        // The portserver cannot honour a range, exclusions or an address.
-        let addresses = addresses.iter().filter(|_| !self.constrained());
-        for address in addresses.flatten() {
-            if address.is_empty() {
-                continue;
-            }
-            match self.get_port_from_port_server(address, pid) {
-                Ok(port) => return Ok((port, Source::PortServer)),
-                // Python prints these too, then picks locally; once per
-                // address and reason, not on every pick of a loop.
-                Err(e) => {
-                    crate::warn::warn_once(format_args!("portpick: {e}; picking a port locally"))
-                }
-            }
+        if let Some(port) = self.pick_served(pid, portserver_address) {
+            return Ok((port, Source::PortServer));
         }
         self.pick_local().map(|port| (port, Source::Local))
     }
@@ -287,55 +267,6 @@ impl<P: Prober> Picker<P> {
         state.reserved_waiting.remove(&port);
         state.owned.insert(port);
         Some(port)
-    }
-
-    /// Asks the portserver at `address` for a port for `pid` (default: our
-    /// own pid). A port it gives is owned: returning it makes it reusable in
-    /// this process, as in Python. A port this picker has out already is
-    /// not handed out twice: the server is asked again, a few times, all
-    /// within one timeout (5 s unless set).
-    ///
-    /// # Errors
-    ///
-    /// [`PortServerError`] when the server is unreachable, silent, slow,
-    /// answers something that is not a port, or gives only ports this
-    /// picker has out ([`PortServerError::Repeated`]).
-    pub fn get_port_from_port_server(
-        &self,
-        address: &str,
-        pid: Option<u32>,
-    ) -> Result<u16, PortServerError> {
-        // One deadline for the pick: the repeats share it, so the tool
-        // keeps its documented bound whatever the server answers.
-        let deadline = Instant::now() + self.portserver_timeout;
-        let mut last = 0;
-        for _ in 0..SERVER_REPEATS {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if last != 0 && left.is_zero() {
-                break;
-            }
-            let port = client::get_port_from_port_server_with_timeout(address, pid, left).map_err(
-                |e| match e {
-                    PortServerError::Timeout { address, .. } => PortServerError::Timeout {
-                        address,
-                        after: self.portserver_timeout,
-                    },
-                    e => e,
-                },
-            )?;
-            let mut state = self.state();
-            if !state.picked_locally.contains_key(&port) && !state.owned.contains(&port) {
-                // A reserved copy waiting would hand it out twice.
-                state.reserved_waiting.remove(&port);
-                state.owned.insert(port);
-                return Ok(port);
-            }
-            last = port;
-        }
-        Err(PortServerError::Repeated {
-            address: address.to_string(),
-            port: last,
-        })
     }
 
     /// Gives a port back. A locally picked port is forgotten (and its
