@@ -161,14 +161,17 @@ pub fn get_port_from_port_server_with_timeout(
         Ok(None) => Err(PortServerError::NoPort {
             address: address.to_string(),
         }),
-        Err(_) => {
-            let mut reply = reply;
-            reply.truncate(64);
-            Err(PortServerError::BadReply {
-                address: address.to_string(),
-                reply,
-            })
-        }
+        Err(_) => Err(bad_reply(address, reply)),
+    }
+}
+
+/// An answer that is not what the protocol allows, cut short for the
+/// error's message.
+fn bad_reply(address: &str, mut reply: Vec<u8>) -> PortServerError {
+    reply.truncate(64);
+    PortServerError::BadReply {
+        address: address.to_string(),
+        reply,
     }
 }
 
@@ -190,14 +193,7 @@ fn get_port_in_namespace(
         Ok(protocol::NamespacedReply::Silent) => Err(PortServerError::NoNamespaces {
             address: address.to_string(),
         }),
-        Err(_) => {
-            let mut reply = reply;
-            reply.truncate(64);
-            Err(PortServerError::BadReply {
-                address: address.to_string(),
-                reply,
-            })
-        }
+        Err(_) => Err(bad_reply(address, reply)),
     }
 }
 
