@@ -10,11 +10,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 
 use support::*;
 
@@ -94,16 +93,8 @@ fn sandboxed_owner(sandbox: Sandbox, address: &str, portpicker: &str) -> Sandbox
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let sandbox_process = Reaper(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = || {
-        rx.recv_timeout(PATIENCE)
-            .expect("the sandbox printed nothing")
-    };
+    let lines = Lines::of(stdout);
+    let line = || lines.next("the sandbox printed nothing");
     let port = line().parse().unwrap();
     let inner_pid = line().parse().unwrap();
     SandboxedOwner {
@@ -255,16 +246,8 @@ fn a_bogus_request_in_a_sandbox_does_not_deny_its_later_processes() {
     let mut go = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
     let _sandbox = Reaper(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = || {
-        rx.recv_timeout(PATIENCE)
-            .expect("the sandbox printed nothing")
-    };
+    let lines = Lines::of(stdout);
+    let line = || lines.next("the sandbox printed nothing");
     let ns: u64 = line().parse().unwrap();
     // The sandbox has its shell (1); the next pids are not born yet.
     for pid in 2..=20 {

@@ -8,9 +8,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 
 use support::*;
 
@@ -39,17 +38,8 @@ fn the_claim_follows_the_sandboxed_owner(unshare: &[&str]) {
     let mut stdin = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
     let _sandbox = Reaper(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let port: u16 = rx
-        .recv_timeout(PATIENCE)
-        .expect("the sandbox printed no port")
-        .parse()
-        .unwrap();
+    let lines = Lines::of(stdout);
+    let port: u16 = lines.next("the sandbox printed no port").parse().unwrap();
     // The call has returned: its holder keeps the claim for the sleep.
     assert!(claimed(port), "port {port} is not claimed after the call");
     stdin.write_all(b"go\n").unwrap();
@@ -102,17 +92,8 @@ fn the_sandbox_shell_owns_its_claim(unshare: &[&str]) {
     let mut stdin = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut sandbox = Reaper(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let port: u16 = rx
-        .recv_timeout(PATIENCE)
-        .expect("the sandbox printed no port")
-        .parse()
-        .unwrap();
+    let lines = Lines::of(stdout);
+    let port: u16 = lines.next("the sandbox printed no port").parse().unwrap();
     assert!(
         claimed(port),
         "port {port} is not claimed for the sandbox's pid 1"

@@ -122,3 +122,30 @@ pub fn can_unshare_pid() -> bool {
     }
     ok
 }
+
+/// The lines a child prints, read on a thread of their own so that a test
+/// waits for each with a bound.
+pub struct Lines(std::sync::mpsc::Receiver<String>);
+
+impl Lines {
+    /// Starts reading `out` (a child's stdout) line by line.
+    pub fn of(out: impl std::io::Read + Send + 'static) -> Lines {
+        use std::io::BufRead;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines(rx)
+    }
+
+    /// The next line, within `PATIENCE`; panics saying `what` was awaited.
+    pub fn next(&self, what: &str) -> String {
+        self.0
+            .recv_timeout(super::PATIENCE)
+            .unwrap_or_else(|_| panic!("no line: {what}"))
+    }
+}
