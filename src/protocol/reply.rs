@@ -57,9 +57,11 @@ pub fn parse_namespaced_reply(buf: &[u8]) -> Result<NamespacedReply, ReplyError>
     let line = buf.split(|&b| b == b'\n').next().unwrap_or(buf);
     if let Some(reason) = line.strip_prefix(b"0 ") {
         let reason = String::from_utf8_lossy(trim_ascii(reason));
-        return Ok(NamespacedReply::Denied(
-            reason.chars().take(MAX_DENIAL_LEN).collect(),
-        ));
+        let reason: String = reason.chars().take(MAX_DENIAL_LEN).collect();
+        // Cut at the cap, it may end in white space, which a reason never
+        // keeps: trimmed again, a denial written out reads back the same.
+        let reason = reason.trim_end_matches(|c: char| c.is_ascii_whitespace());
+        return Ok(NamespacedReply::Denied(reason.to_string()));
     }
     match parse_reply(line)? {
         Some(port) => Ok(NamespacedReply::Port(port)),
