@@ -104,18 +104,6 @@ fn asks_the_portserver_first_and_falls_back() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("picking a port locally"));
 }
 
-fn tcp_busy(port: u16) -> bool {
-    TcpListener::bind(("::", port))
-        .or_else(|_| TcpListener::bind(("0.0.0.0", port)))
-        .is_err()
-}
-
-fn udp_busy(port: u16) -> bool {
-    UdpSocket::bind(("::", port))
-        .or_else(|_| UdpSocket::bind(("0.0.0.0", port)))
-        .is_err()
-}
-
 /// Runs the tool with `args` as `$(portpicker ...)` does: reads its stdout
 /// to the end (which must come when the tool exits, whatever holder it
 /// leaves behind) and waits for it. Bounded: a pipe kept open fails the

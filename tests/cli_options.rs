@@ -286,18 +286,6 @@ fn help_lists_every_command_and_option() {
     }
 }
 
-fn tcp_busy(port: u16) -> bool {
-    TcpListener::bind(("::", port))
-        .or_else(|_| TcpListener::bind(("0.0.0.0", port)))
-        .is_err()
-}
-
-fn udp_busy(port: u16) -> bool {
-    UdpSocket::bind(("::", port))
-        .or_else(|_| UdpSocket::bind(("0.0.0.0", port)))
-        .is_err()
-}
-
 /// Kills the holders whose owner is `pid` (their binds would outlive the
 /// test by BIND_TIMEOUT otherwise).
 fn end_holders(pid: u32) {

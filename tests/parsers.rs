@@ -2,6 +2,8 @@
 //! ranges, state files, addresses and the portserver's flags, by example
 //! (properties over random input: tests/kit/tests/parsers.rs).
 
+mod support;
+
 use portpick::__private::protocol::{
     format_reply, format_stats, parse_reply, parse_request, parse_stats, Request, RequestError,
     Status, MAX_REQUEST_LEN,
@@ -12,15 +14,7 @@ use portpick::__private::server::{
 };
 use portpick::server::Level;
 use portpick::PortServerAddress;
-
-/// The request as the server reads it at the end of input.
-fn whole(buf: &[u8]) -> Result<Request, RequestError> {
-    match parse_request(buf, true) {
-        Ok(Status::Complete(request)) => Ok(request),
-        Ok(Status::Partial) => panic!("partial at the end of input"),
-        Err(e) => Err(e),
-    }
-}
+use support::whole;
 
 #[test]
 fn requests_python_clients_send() {

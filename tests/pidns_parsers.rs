@@ -2,18 +2,12 @@
 //! request and its answers, the kernel-thread flag of `/proc/PID/stat`, and
 //! the `NSpid` line of `/proc/PID/status`.
 
+mod support;
+
 use portpick::__private::pidns::{parse_nspid, NsPid};
 use portpick::__private::protocol::{parse_request, Request, RequestError, Status};
 use portpick::__private::server::{parse_stat, StatError};
-
-/// The request as the server reads it at the end of input.
-fn whole(buf: &[u8]) -> Result<Request, RequestError> {
-    match parse_request(buf, true) {
-        Ok(Status::Complete(request)) => Ok(request),
-        Ok(Status::Partial) => panic!("partial at the end of input"),
-        Err(e) => Err(e),
-    }
-}
+use support::whole;
 
 #[test]
 fn namespaced_requests() {

@@ -108,3 +108,17 @@ pub fn pool_ports(n: usize) -> Vec<u16> {
     ports.sort_unstable();
     ports
 }
+
+/// Whether something holds `port` on TCP (on the IPv6 wildcard, else IPv4).
+pub fn tcp_busy(port: u16) -> bool {
+    TcpListener::bind(("::", port))
+        .or_else(|_| TcpListener::bind(("0.0.0.0", port)))
+        .is_err()
+}
+
+/// Whether something holds `port` on UDP (on the IPv6 wildcard, else IPv4).
+pub fn udp_busy(port: u16) -> bool {
+    std::net::UdpSocket::bind(("::", port))
+        .or_else(|_| std::net::UdpSocket::bind(("0.0.0.0", port)))
+        .is_err()
+}

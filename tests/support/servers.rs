@@ -112,3 +112,15 @@ pub fn listen(address: &str) -> UnixListener {
     let addr: PortServerAddress = address.parse().unwrap();
     UnixListener::bind_addr(&addr.to_socket_addr().unwrap()).unwrap()
 }
+
+/// A request as the server reads it at the end of input.
+pub fn whole(
+    buf: &[u8],
+) -> Result<portpick::__private::protocol::Request, portpick::__private::protocol::RequestError> {
+    use portpick::__private::protocol::{parse_request, Status};
+    match parse_request(buf, true) {
+        Ok(Status::Complete(request)) => Ok(request),
+        Ok(Status::Partial) => panic!("partial at the end of input"),
+        Err(e) => Err(e),
+    }
+}

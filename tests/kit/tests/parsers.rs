@@ -1,21 +1,14 @@
 //! The pure parsers under random input: none may panic, and what they
 //! accept reads back the same (examples: the root's tests/parsers.rs).
 
+mod support;
+
 use portpick::__private::protocol::{
-    format_reply, parse_reply, parse_request, parse_stats, Request, RequestError, Status,
-    MAX_REQUEST_LEN,
+    format_reply, parse_reply, parse_stats, Request, RequestError, MAX_REQUEST_LEN,
 };
 use portpick::__private::server::{parse_port_ranges, parse_stat, parse_state};
 use proptest::prelude::*;
-
-/// The request as the server reads it at the end of input.
-fn whole(buf: &[u8]) -> Result<Request, RequestError> {
-    match parse_request(buf, true) {
-        Ok(Status::Complete(request)) => Ok(request),
-        Ok(Status::Partial) => panic!("partial at the end of input"),
-        Err(e) => Err(e),
-    }
-}
+use support::whole;
 
 fn config() -> ProptestConfig {
     ProptestConfig {
