@@ -24,13 +24,6 @@ fn start(address: &str, ports: &[u16], state: &Path) -> ServerProcess {
     ServerProcess::start(address, &args)
 }
 
-fn start_time(pid: u32) -> u64 {
-    let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap();
-    portpick::__private::server::parse_stat(&stat)
-        .unwrap()
-        .start_time
-}
-
 #[test]
 fn a_crlf_journal_restores_every_entry() {
     let dir = TempDir::new("crlf");

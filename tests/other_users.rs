@@ -190,13 +190,6 @@ fn another_user_who_never_reads_stalls_nothing() {
     in_fresh_netns("stall_child");
 }
 
-/// Field 22 of `/proc/PID/stat`: the start time.
-fn start_time(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    after.split(' ').nth(19).unwrap().parse().unwrap()
-}
-
 /// Child mode, in a fresh network namespace: finding 2 of issue 17.
 #[test]
 #[ignore = "run in a fresh network namespace by the test below"]

@@ -10,39 +10,6 @@ use std::collections::BTreeSet;
 use portpick::server::{Level, PortServer, ServerConfig, ServerError};
 use support::*;
 
-fn state_arg(path: &std::path::Path) -> String {
-    format!("--portserver_state_file={}", path.display())
-}
-
-fn pool_arg(ports: &[u16]) -> String {
-    let ranges: Vec<String> = ports.iter().map(|p| format!("{p}-{p}")).collect();
-    format!("--portserver_static_pool={}", ranges.join(","))
-}
-
-/// The lines `PORT PID START` of a state file, header skipped.
-fn journal(path: &std::path::Path) -> Vec<(u16, u32, u64)> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    assert!(lines.next().unwrap().starts_with("portpick-state 1"));
-    lines
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (
-                f[0].parse().unwrap(),
-                f[1].parse().unwrap(),
-                f[2].parse().unwrap(),
-            )
-        })
-        .collect()
-}
-
-fn start_time(pid: u32) -> u64 {
-    let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap();
-    portpick::__private::server::parse_stat(&stat)
-        .unwrap()
-        .start_time
-}
-
 #[test]
 fn reservations_survive_kill_9() {
     let dir = TempDir::new("state");

@@ -63,15 +63,6 @@ fn start_server(address: &str, args: &[String]) -> ServerProcess {
     ServerProcess::start_command(cmd, address)
 }
 
-fn state_arg(path: &Path) -> String {
-    format!("--portserver_state_file={}", path.display())
-}
-
-fn pool_arg(ports: &[u16]) -> String {
-    let ranges: Vec<String> = ports.iter().map(|p| format!("{p}-{p}")).collect();
-    format!("--portserver_static_pool={}", ranges.join(","))
-}
-
 /// A `sleep` in a sandbox that `portpicker PID` got a port for from the
 /// server at `address`; the sandbox lives until the sleep ends.
 struct SandboxedOwner {

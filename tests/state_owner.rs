@@ -11,15 +11,6 @@ use std::path::Path;
 
 use support::*;
 
-fn state_arg(path: &Path) -> String {
-    format!("--portserver_state_file={}", path.display())
-}
-
-fn pool_arg(ports: &[u16]) -> String {
-    let ranges: Vec<String> = ports.iter().map(|p| format!("{p}-{p}")).collect();
-    format!("--portserver_static_pool={}", ranges.join(","))
-}
-
 fn address_arg(address: &str) -> String {
     format!("--portserver_address={address}")
 }

@@ -11,23 +11,6 @@ use portpick::__private::fakes::{FakeProber, FakeProcesses};
 use portpick::server::{Level, PortServer, ServerConfig};
 use support::*;
 
-/// The lines `PORT PID START` of a state file, header skipped.
-fn journal(path: &std::path::Path) -> Vec<(u16, u32, u64)> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    assert!(lines.next().unwrap().starts_with("portpick-state 1"));
-    lines
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (
-                f[0].parse().unwrap(),
-                f[1].parse().unwrap(),
-                f[2].parse().unwrap(),
-            )
-        })
-        .collect()
-}
-
 /// Thousands of allocations by owners that come and go: the journal is
 /// compacted, stays small, and still holds exactly the live reservations.
 #[test]
