@@ -15,16 +15,11 @@ use support::*;
 
 const TOOL: &str = env!("CARGO_BIN_EXE_portpicker");
 
-/// In a sandbox made by `unshare --kill-child ARGS`: a `sleep`, `portpicker $!` for it,
-/// then (when told) `kill -9` of the sleep. The claim holds while the sleep
-/// lives and ends within the holder's sweep of its death.
-fn the_claim_follows_the_sandboxed_owner(unshare: &[&str]) {
-    if !can_unshare_pid() {
-        return;
-    }
-    let _turn = claims_turn();
-    let script =
-        r#"sleep 300 & p=$!; "$0" "$p" || exit 1; read go; kill -9 "$p"; wait "$p"; read done"#;
+/// A sandbox made by `unshare --kill-child UNSHARE`, running `script` in
+/// `sh` with the tool as `$0`, without a portserver or the claims variable:
+/// (its stdin, its stdout's lines, the sandbox to reap), after the port it
+/// printed first.
+fn sandbox(unshare: &[&str], script: &str) -> (std::process::ChildStdin, u16, Reaper) {
     let mut child = Command::new("unshare")
         .arg("--kill-child")
         .args(unshare)
@@ -35,11 +30,24 @@ fn the_claim_follows_the_sandboxed_owner(unshare: &[&str]) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _sandbox = Reaper(child);
-    let lines = Lines::of(stdout);
-    let port: u16 = lines.next("the sandbox printed no port").parse().unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let lines = Lines::of(child.stdout.take().unwrap());
+    let sandbox = Reaper(child);
+    let port = lines.next("the sandbox printed no port").parse().unwrap();
+    (stdin, port, sandbox)
+}
+
+/// In a sandbox made by `unshare --kill-child ARGS`: a `sleep`, `portpicker $!` for it,
+/// then (when told) `kill -9` of the sleep. The claim holds while the sleep
+/// lives and ends within the holder's sweep of its death.
+fn the_claim_follows_the_sandboxed_owner(unshare: &[&str]) {
+    if !can_unshare_pid() {
+        return;
+    }
+    let _turn = claims_turn();
+    let script =
+        r#"sleep 300 & p=$!; "$0" "$p" || exit 1; read go; kill -9 "$p"; wait "$p"; read done"#;
+    let (mut stdin, port, _sandbox) = sandbox(unshare, script);
     // The call has returned: its holder keeps the claim for the sleep.
     assert!(claimed(port), "port {port} is not claimed after the call");
     stdin.write_all(b"go\n").unwrap();
@@ -79,21 +87,7 @@ fn the_sandbox_shell_owns_its_claim(unshare: &[&str]) {
         return;
     }
     let _turn = claims_turn();
-    let mut child = Command::new("unshare")
-        .arg("--kill-child")
-        .args(unshare)
-        .args(["sh", "-c", r#""$0" $$ || exit 1; read go"#, TOOL])
-        .env_remove("PORTSERVER_ADDRESS")
-        .env_remove(portpick::CLAIMS_ENV)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut sandbox = Reaper(child);
-    let lines = Lines::of(stdout);
-    let port: u16 = lines.next("the sandbox printed no port").parse().unwrap();
+    let (mut stdin, port, mut sandbox) = sandbox(unshare, r#""$0" $$ || exit 1; read go"#);
     assert!(
         claimed(port),
         "port {port} is not claimed for the sandbox's pid 1"
