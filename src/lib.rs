@@ -257,8 +257,7 @@ pub mod __private {
         #[cfg(feature = "testkit")]
         pub use crate::server::pool::{Pool, OWNER_CHECKS_PER_REQUEST};
         pub use crate::server::process::{
-            parse_stat, presence, Owner, Presence, ProcFs, Process, ProcessTable, StatError,
-            PF_KTHREAD,
+            parse_stat, presence, Owner, Presence, ProcFs, ProcessTable, StatError, PF_KTHREAD,
         };
         pub use crate::server::ranges::{parse_kernel_range, parse_port_ranges, RangeError};
         pub use crate::server::state::parse_state;
